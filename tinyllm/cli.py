@@ -1,0 +1,59 @@
+"""The `tinyllm` command: one sub-command per job, each registered by the module that owns it.
+
+Each module listed in `_COMMAND_MODULES` exposes `register(subparsers)`, which adds its
+sub-command(s) and sets `func` on the parser to a function taking the parsed arguments and
+returning an exit code. Modules are imported only when the command line is parsed, so a missing
+optional part never breaks the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+_COMMAND_MODULES = (
+    "tinyllm.tokenizer.cli",  # tinyllm tokenizer train|encode|decode
+    "tinyllm.data.cli",  # tinyllm prepare
+    "tinyllm.train_cli",  # tinyllm train, tinyllm sample
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinyllm",
+        description="Train, sample and inspect small GPTs built on a NumPy autograd engine.",
+    )
+    from tinyllm import __version__
+
+    parser.add_argument("--version", action="version", version=f"tinyllm {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:  # a real missing dependency, not an absent module
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"tinyllm {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
