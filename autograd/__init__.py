@@ -1,0 +1,44 @@
+"""autograd: a small reverse-mode automatic differentiation engine over NumPy (or CuPy) arrays,
+with every backward pass written by hand.
+
+    import autograd as ag
+    x = ag.tensor(np.ones((2, 3)), requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    x.grad  # 2 * x
+"""
+
+from autograd.backend import get_default_device, set_default_device
+from autograd.function import Context, Function
+from autograd.grad_mode import enable_grad, is_grad_enabled, no_grad
+from autograd.ops.elementwise import where
+from autograd.ops.shape import concatenate, split, stack
+from autograd.tensor import Tensor, get_default_dtype, set_default_dtype, tensor
+
+__all__ = [
+    "Tensor", "tensor", "Function", "Context", "no_grad", "enable_grad", "is_grad_enabled",
+    "set_default_device", "get_default_device", "set_default_dtype", "get_default_dtype",
+    "concatenate", "stack", "split", "where", "gradcheck", "GradcheckError",
+    "functional", "nn", "optim",
+]
+
+_LAZY = {
+    "gradcheck": ("autograd.testing.gradcheck", "gradcheck"),
+    "GradcheckError": ("autograd.testing.gradcheck", "GradcheckError"),
+    "functional": ("autograd.functional", None),
+    "nn": ("autograd.nn", None),
+    "optim": ("autograd.optim", None),
+    "debug": ("autograd.debug", None),
+    "testing": ("autograd.testing", None),
+}
+
+
+def __getattr__(name):
+    # Submodules load on first use, so `import autograd` stays fast.
+    if name in _LAZY:
+        import importlib
+
+        module_name, attr = _LAZY[name]
+        module = importlib.import_module(module_name)
+        return module if attr is None else getattr(module, attr)
+    raise AttributeError(f"module 'autograd' has no attribute {name!r}")

@@ -1,0 +1,94 @@
+"""The array backend: NumPy always, CuPy when installed and asked for.
+
+Every op reaches its array library through `get_array_module(*arrays)`, so the same code runs on
+NumPy arrays (CPU) and CuPy arrays (GPU). This is the only module that imports `cupy`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_default_device = "cpu"
+
+
+def _cupy():
+    """Import CuPy, or raise an error that says how to get it."""
+    try:
+        import cupy
+    except ImportError as err:  # pragma: no cover - depends on the machine
+        raise RuntimeError(
+            "device 'cuda' needs CuPy: pip install 'tinyllm[gpu]' (cupy-cuda12x) on a machine "
+            "with an NVIDIA GPU"
+        ) from err
+    return cupy
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    try:
+        cupy = _cupy()
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def is_cupy_array(x) -> bool:
+    # Checked by module name so that NumPy-only machines never import cupy.
+    return type(x).__module__.startswith("cupy")
+
+
+def get_array_module(*arrays):
+    """The array library (numpy or cupy) of the given arrays; numpy when none is a CuPy array."""
+    for a in arrays:
+        if is_cupy_array(a):
+            return _cupy()
+    return np
+
+
+def device_of(x) -> str:
+    return "cuda" if is_cupy_array(x) else "cpu"
+
+
+def check_device(name: str) -> str:
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}: expected 'cpu' or 'cuda'")
+    return name
+
+
+def set_default_device(device: str) -> None:
+    """Where `autograd.tensor(...)` puts new arrays unless told otherwise ('cpu' or 'cuda')."""
+    global _default_device
+    check_device(device)
+    if device == "cuda":
+        _cupy()
+    _default_device = device
+
+
+def get_default_device() -> str:
+    return _default_device
+
+
+def to_device(x, device: str):
+    """Move an array to 'cpu' (NumPy) or 'cuda' (CuPy); a no-op when already there."""
+    check_device(device)
+    if device == "cpu":
+        return asnumpy(x)
+    cupy = _cupy()
+    return x if is_cupy_array(x) else cupy.asarray(x)
+
+
+def asnumpy(x):
+    """A NumPy array from a NumPy or CuPy array (copying from the GPU when needed)."""
+    if is_cupy_array(x):
+        return x.get()
+    return np.asarray(x)
+
+
+def scatter_add(target, index, values) -> None:
+    """`target[index] += values` with repeated indices accumulated (np.add.at / cupyx)."""
+    if is_cupy_array(target):
+        import cupyx
+
+        cupyx.scatter_add(target, index, values)
+    else:
+        np.add.at(target, index, values)

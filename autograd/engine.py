@@ -1,0 +1,171 @@
+"""Reverse-mode differentiation: walk the recorded graph from the output back to the leaves.
+
+1. `topological_order` lists every tensor that needs a gradient, inputs before the ops that use
+   them. It is iterative (no recursion limit: a chain of 100,000 ops works) and follows each
+   node's inputs in their recorded order, so the order is the same on every run.
+2. `backward` visits that list in reverse. A tensor's gradient is complete when it is visited,
+   because every op that used it comes later in the forward order and so earlier here. Each
+   gradient is removed from the table as soon as it is used, and each node's saved arrays are
+   released after its backward (unless `retain_graph=True`), so memory falls as the walk goes.
+"""
+
+from __future__ import annotations
+
+from autograd.backend import get_array_module
+from autograd.function import backward_hooks, unbroadcast
+
+
+def topological_order(root):
+    """Tensors reachable from `root` that require grad, each after all of its inputs."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        t, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(t)
+            continue
+        if id(t) in visited:
+            continue
+        visited.add(id(t))
+        stack.append((t, True))
+        node = t._node
+        if node is None:
+            continue
+        if node.released:
+            raise RuntimeError(
+                f"backward through the graph a second time, but the saved arrays of "
+                f"'{node.fn.name}' were already freed; pass retain_graph=True to the first "
+                "backward() if you need to go through the graph twice"
+            )
+        for parent in reversed(node.inputs):
+            if parent.requires_grad and id(parent) not in visited:
+                stack.append((parent, False))
+    return order
+
+
+def backward(root, grad=None, retain_graph=False):
+    """Accumulate d(root)/d(leaf) (times `grad`) into `.grad` of every leaf that requires it."""
+    if not root.requires_grad:
+        raise RuntimeError(
+            "backward() on a tensor that does not require grad: no input of the computation "
+            "had requires_grad=True (or it ran under no_grad())"
+        )
+    xp = get_array_module(root.data)
+    if grad is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                f"backward() on a tensor of shape {tuple(root.shape)} needs a gradient of the same "
+                "shape (backward(grad=...)), or reduce it to a scalar first, e.g. .sum()"
+            )
+        grad = xp.ones_like(root.data)
+    else:
+        grad = grad.data if hasattr(grad, "_node") else grad
+        grad = xp.asarray(grad, dtype=root.dtype)
+        if grad.shape != root.shape:
+            raise RuntimeError(
+                f"backward(grad=...) got shape {tuple(grad.shape)} for a tensor of shape "
+                f"{tuple(root.shape)}"
+            )
+    owned = _Ownership()
+    owned.mark_foreign(grad)  # the caller's array: never store it as anyone's .grad
+    grads = {id(root): grad}
+    for t in reversed(topological_order(root)):
+        g = grads.pop(id(t), None)
+        if g is None:
+            continue
+        if t._hooks:
+            g = _run_hooks(t, g)
+        node = t._node
+        if node is None or t._retains_grad:
+            _accumulate(t, g, owned)
+        if node is None:
+            continue
+        input_grads = _call_backward(node, g)
+        for i, (inp, ig) in enumerate(zip(node.inputs, input_grads)):
+            if ig is None or not inp.requires_grad:
+                continue
+            ig = _checked(node.fn, i, ig, inp)
+            key = id(inp)
+            if key in grads:
+                grads[key] = grads[key] + ig
+            else:
+                owned.mark_seen(ig)
+                grads[key] = ig
+        if not retain_graph:
+            node.release()
+
+
+def _call_backward(node, g):
+    grads = node.fn.backward(node.ctx, g)
+    if not isinstance(grads, tuple):
+        grads = (grads,)
+    if len(grads) != len(node.inputs):
+        raise RuntimeError(
+            f"{node.fn.name}.backward returned {len(grads)} gradients for {len(node.inputs)} inputs"
+        )
+    if backward_hooks:
+        for hook in tuple(backward_hooks):
+            hook(node.fn, node.ctx, g, grads)
+    return grads
+
+
+def _checked(fn, i, ig, inp):
+    """Undo broadcasting, then insist on the input's exact shape and dtype."""
+    if not hasattr(ig, "shape"):
+        raise RuntimeError(f"{fn.name}.backward returned {type(ig).__name__} for input {i}")
+    ig = unbroadcast(ig, inp.shape, fn.name, i)
+    if ig.dtype != inp.dtype:
+        raise RuntimeError(
+            f"{fn.name}.backward returned a {ig.dtype} gradient for input {i} of dtype "
+            f"{inp.dtype}; gradients must keep their input's dtype (a float64 scalar or a "
+            "NumPy default may have promoted it)"
+        )
+    return ig
+
+
+def _run_hooks(t, g):
+    for hook in t._hooks:
+        replaced = hook(g)
+        if replaced is not None:
+            if replaced.shape != g.shape:
+                raise RuntimeError(
+                    f"a hook on {t!r} returned a gradient of shape {tuple(replaced.shape)}, "
+                    f"expected {tuple(g.shape)}"
+                )
+            g = replaced
+    return g
+
+
+class _Ownership:
+    """Tracks which gradient arrays may be stored as a tensor's `.grad` without a copy.
+
+    An op's backward may hand the same array to two inputs (add returns `g, g`) or return a view
+    of its incoming gradient (reshape). Storing such an array twice would make two `.grad`s
+    share memory, so the second one, views and the caller's own array are copied instead.
+    """
+
+    def __init__(self):
+        self.seen = set()
+        self.stored = set()
+
+    def mark_foreign(self, arr):
+        self.seen.add(id(arr))
+        self.stored.add(id(arr))
+
+    def mark_seen(self, arr):
+        if id(arr) in self.seen:
+            self.stored.add(id(arr))  # handed out twice: whoever stores it must copy
+        self.seen.add(id(arr))
+
+    def take(self, arr):
+        if id(arr) in self.stored or arr.base is not None:
+            return arr.copy()
+        self.stored.add(id(arr))
+        return arr
+
+
+def _accumulate(t, g, owned):
+    if t.grad is None:
+        t.grad = owned.take(g)
+    else:
+        t.grad = t.grad + g
