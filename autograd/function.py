@@ -27,8 +27,8 @@ from __future__ import annotations
 from autograd.backend import device_of
 from autograd.grad_mode import is_grad_enabled
 
-# Op-level hooks, used by autograd.debug (printing, timing, anomaly detection). Each forward hook
-# is called as hook(fn, ctx, inputs, output); each backward hook as hook(fn, ctx, grad, input_grads).
+# Op-level hooks, used by autograd.debug (printing, timing, anomaly detection). A forward hook is
+# called as hook(fn, ctx, inputs, output); a backward hook as hook(fn, ctx, grad, input_grads).
 forward_hooks: list = []
 backward_hooks: list = []
 
@@ -116,7 +116,8 @@ def _check_same_device(fn, inputs):
     if len(devices) > 1:
         shown = ", ".join(f"{device_of(t.data)} {tuple(t.shape)}" for t in inputs)
         raise RuntimeError(
-            f"{fn.name}: inputs are on different devices ({shown}); move them with .to(device) first"
+            f"{fn.name}: inputs are on different devices ({shown}); "
+            "move them with .to(device) first"
         )
 
 

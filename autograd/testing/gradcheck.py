@@ -157,7 +157,8 @@ def _find_culprit(fn, inputs, eps, atol, rtol, seed):
     calls = []
 
     def record(op, ctx, op_inputs, output):
-        calls.append((op, ctx.params, [t.data for t in op_inputs], [t.requires_grad for t in op_inputs]))
+        needs = [t.requires_grad for t in op_inputs]
+        calls.append((op, ctx.params, [t.data for t in op_inputs], needs))
 
     forward_hooks.append(record)
     try:

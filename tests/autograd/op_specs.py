@@ -7,8 +7,8 @@ Function registered by the `autograd` package must appear here (a test enforces 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from hypothesis import strategies as st
@@ -37,7 +37,7 @@ def spec(op, fn, ref, draw, **kw):
     SPECS.append(OpSpec(op, draw, fn, ref, **kw))
 
 
-# ---- drawing helpers ----------------------------------------------------------------------------
+# ---- drawing helpers -------------------------------------------------------------------------
 def unary(low=-2.0, high=2.0, kinks=()):
     def draw(data):
         shape = data.draw(ags.shapes())
@@ -84,7 +84,7 @@ def separated_pair(data):
     return (a, b), {}
 
 
-# ---- element-wise --------------------------------------------------------------------------------
+# ---- element-wise ----
 spec(E.Add, lambda a, b: a + b, np.add, binary())
 spec(E.Sub, lambda a, b: a - b, np.subtract, binary())
 spec(E.Mul, lambda a, b: a * b, np.multiply, binary())
@@ -125,7 +125,7 @@ spec(E.Where, lambda c, a, b: ag.where(c, a, b), np.where, _draw_where)
 # make finite differences meaningless).
 spec(E.Cast, lambda a: E.Cast.apply(a, dtype=np.float64), lambda a: a, unary())
 
-# ---- reductions ----------------------------------------------------------------------------------
+# ---- reductions ------------------------------------------------------------------------------
 spec(R.Sum, lambda a, axis, keepdims: a.sum(axis, keepdims=keepdims),
      lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims), with_axis())
 spec(R.Mean, lambda a, axis, keepdims: a.mean(axis, keepdims=keepdims),
@@ -135,8 +135,9 @@ spec(R.Mean, lambda a, axis, keepdims: a.mean(axis, keepdims=keepdims),
 def _draw_var(data):
     shape = data.draw(ags.shapes(min_dims=1, min_side=2))
     axis = data.draw(ags.axes(len(shape)))
-    return (data.draw(ags.arrays(shape)),), {
-        "axis": axis, "keepdims": data.draw(st.booleans()), "ddof": data.draw(st.sampled_from([0, 1]))}
+    params = {"axis": axis, "keepdims": data.draw(st.booleans()),
+              "ddof": data.draw(st.sampled_from([0, 1]))}
+    return (data.draw(ags.arrays(shape)),), params
 
 
 spec(R.Var, lambda a, axis, keepdims, ddof: a.var(axis, ddof=ddof, keepdims=keepdims),
@@ -150,7 +151,7 @@ spec(R.LogSumExp, lambda a, axis, keepdims: a.logsumexp(axis, keepdims=keepdims)
      with_axis())
 
 
-# ---- shape ----------------------------------------------------------------------------------------
+# ---- shape -----------------------------------------------------------------------------------
 def _draw_reshape(data):
     shape = data.draw(ags.shapes())
     size = int(np.prod(shape))
@@ -233,7 +234,7 @@ spec(S.Stack, lambda *xs, axis: ag.stack(xs, axis), lambda *xs, axis: np.stack(x
 spec(S.ToDevice, lambda a: S.ToDevice.apply(a, device="cpu"), lambda a: a, unary())
 
 
-# ---- linear algebra -------------------------------------------------------------------------------
+# ---- linear algebra --------------------------------------------------------------------------
 def _draw_matmul(data):
     sa, sb = data.draw(ags.matmul_shapes())
     return (data.draw(ags.arrays(sa)), data.draw(ags.arrays(sb))), {}
