@@ -45,6 +45,15 @@ def topological_order(root):
 
 def backward(root, grad=None, retain_graph=False):
     """Accumulate d(root)/d(leaf) (times `grad`) into `.grad` of every leaf that requires it."""
+    for _ in iter_backward(root, grad, retain_graph):
+        pass
+
+
+def iter_backward(root, grad=None, retain_graph=False):
+    """The backward walk as a generator: after each op's backward it yields
+    `(tensor, node, grad, input_grads)`: the op's output, its node (op and inputs), the complete
+    gradient of that output and the gradients the op produced for its inputs (after
+    unbroadcasting; None where not needed). `autograd.debug.backward_steps` builds on this."""
     if not root.requires_grad:
         raise RuntimeError(
             "backward() on a tensor that does not require grad: no input of the computation "
@@ -80,17 +89,20 @@ def backward(root, grad=None, retain_graph=False):
             _accumulate(t, g, owned)
         if node is None:
             continue
-        input_grads = _call_backward(node, g)
-        for i, (inp, ig) in enumerate(zip(node.inputs, input_grads)):
-            if ig is None or not inp.requires_grad:
+        input_grads = [
+            None if ig is None or not inp.requires_grad else _checked(node.fn, i, ig, inp)
+            for i, (inp, ig) in enumerate(zip(node.inputs, _call_backward(node, g)))
+        ]
+        for inp, ig in zip(node.inputs, input_grads):
+            if ig is None:
                 continue
-            ig = _checked(node.fn, i, ig, inp)
             key = id(inp)
             if key in grads:
                 grads[key] = grads[key] + ig
             else:
                 owned.mark_seen(ig)
                 grads[key] = ig
+        yield t, node, g, input_grads
         if not retain_graph:
             node.release()
 
