@@ -1,40 +1,133 @@
 """The public functional namespace: `from autograd import functional as F`.
 
-Thin wrappers that turn arguments into tensors and call the ops; every op's forward formula and
-VJP are in its docstring in `autograd/ops/`.
+Thin wrappers that accept tensors or arrays and call the ops; each op's forward formula and
+vector-Jacobian product are in its docstring (autograd/ops/), printable with
+`autograd.debug.explain`.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from autograd.backend import get_array_module
+from autograd.ops import nn as _nn
+from autograd.ops.attention import ScaledDotProductAttention
 from autograd.ops.elementwise import where
 from autograd.ops.shape import concatenate, split, stack
+from autograd.ops.softmax import CrossEntropy, LogSoftmax, Softmax
 from autograd.tensor import Tensor
 
 
-def relu(x: Tensor) -> Tensor:
+def _data(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+def linear(x, w, b=None):
+    """x @ w + b with w of shape (in, out) (GPT-2's Conv1D layout)."""
+    return _nn.Linear.apply(x, w) if b is None else _nn.Linear.apply(x, w, b)
+
+
+def embedding(ids, table):
+    """Rows of `table` (num, dim) picked by integer `ids` of any shape."""
+    return _nn.Embedding.apply(_data(ids), table)
+
+
+def layer_norm(x, gamma, beta=None, eps=1e-5):
+    """Normalise the last axis to zero mean and unit variance, then scale and shift."""
+    if beta is None:
+        return _nn.LayerNorm.apply(x, gamma, eps=eps)
+    return _nn.LayerNorm.apply(x, gamma, beta, eps=eps)
+
+
+def rms_norm(x, gamma, eps=1e-6):
+    """Divide the last axis by its root mean square, then scale."""
+    return _nn.RMSNorm.apply(x, gamma, eps=eps)
+
+
+def softmax(x, axis=-1, mask=None):
+    """Softmax along `axis`; `mask` is boolean, True = keep (masked positions are exactly 0)."""
+    return Softmax.apply(x, axis=axis, mask=_data(mask))
+
+
+def log_softmax(x, axis=-1, mask=None):
+    """Log-softmax along `axis`; masked positions are 0 in value and gradient."""
+    return LogSoftmax.apply(x, axis=axis, mask=_data(mask))
+
+
+def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
+    """Mean cross-entropy of integer `targets` under `logits` (..., V), over the targets that are
+    not `ignore_index`."""
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
+    return CrossEntropy.apply(logits, _data(targets), ignore_index=ignore_index,
+                              label_smoothing=float(label_smoothing))
+
+
+def dropout(x, p=0.1, training=True, rng=None):
+    """Zero each element with probability p and scale the rest by 1/(1-p) (when training)."""
+    if not training or p == 0.0:
+        return x
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    return _nn.Dropout.apply(x, keep=_keep_mask(x.shape, get_array_module(x.data), p, rng), p=p)
+
+
+def _keep_mask(shape, xp, p, rng):
+    """A boolean mask, True with probability 1 - p (NumPy: from `rng`; CuPy: its own RNG)."""
+    if xp is np:
+        rng = rng or np.random.default_rng()
+        return rng.random(shape, dtype=np.float32) >= p
+    return xp.random.random(shape, dtype=xp.float32) >= p
+
+
+def scaled_dot_product_attention(q, k, v, causal=True, mask=None, dropout_p=0.0, rng=None):
+    """softmax(q k^T / sqrt(d) + masks) @ v over (batch, heads, time, head_dim), one fused op.
+    `mask` is boolean, True = keep, broadcastable to (B, H, T, S)."""
+    keep = None
+    if dropout_p:
+        shape = (*np.broadcast_shapes(q.shape[:-2], k.shape[:-2]), q.shape[-2], k.shape[-2])
+        keep = _keep_mask(shape, get_array_module(q.data), dropout_p, rng)
+    return ScaledDotProductAttention.apply(q, k, v, causal=causal, mask=_data(mask), keep=keep,
+                                           dropout_p=dropout_p)
+
+
+def rotary_embedding(x, positions, base=10000.0):
+    """Rotate feature pairs of x (..., T, d) by angles pos * base^(-2i/d) (RoPE)."""
+    return _nn.RotaryEmbedding.apply(x, positions=np.asarray(_data(positions)), base=base)
+
+
+def swiglu(x, w_gate, w_up):
+    """silu(x @ w_gate) * (x @ w_up), the gated MLP of LLaMA-style models."""
+    return _nn.SwiGLU.apply(x, w_gate, w_up)
+
+
+def relu(x):
     return x.relu()
 
 
-def gelu(x: Tensor) -> Tensor:
+def gelu(x):
     """GELU in its tanh form, as GPT-2."""
     return x.gelu()
 
 
-def silu(x: Tensor) -> Tensor:
+def silu(x):
     return x.silu()
 
 
-def sigmoid(x: Tensor) -> Tensor:
+def sigmoid(x):
     return x.sigmoid()
 
 
-def tanh(x: Tensor) -> Tensor:
+def tanh(x):
     return x.tanh()
 
 
-def logsumexp(x: Tensor, axis=-1, keepdims=False) -> Tensor:
+def logsumexp(x, axis=-1, keepdims=False):
     return x.logsumexp(axis=axis, keepdims=keepdims)
 
 
-__all__ = ["relu", "gelu", "silu", "sigmoid", "tanh", "logsumexp", "where", "concatenate",
-           "split", "stack"]
+__all__ = [
+    "linear", "embedding", "layer_norm", "rms_norm", "softmax", "log_softmax", "cross_entropy",
+    "dropout", "scaled_dot_product_attention", "rotary_embedding", "swiglu", "relu", "gelu",
+    "silu", "sigmoid", "tanh", "logsumexp", "where", "concatenate", "split", "stack",
+]

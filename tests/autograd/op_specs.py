@@ -241,3 +241,180 @@ def _draw_matmul(data):
 
 
 spec(L.MatMul, lambda a, b: a @ b, np.matmul, _draw_matmul)
+
+
+# ---- neural-network ops (autograd/ops/nn.py, softmax.py, attention.py) ---------------------------
+from autograd import functional as F  # noqa: E402
+from autograd.ops import attention as A  # noqa: E402
+from autograd.ops import nn as N  # noqa: E402
+from autograd.ops import softmax as SM  # noqa: E402
+
+
+def _np_softmax(x, axis=-1, mask=None):
+    if mask is not None:
+        x = np.where(mask, x, -np.inf)
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    e = np.exp(x - m)
+    s = e.sum(axis=axis, keepdims=True)
+    return np.where(s > 0, e / np.where(s > 0, s, 1), 0)
+
+
+def _draw_linear(data):
+    lead = data.draw(ags.shapes(max_dims=2))
+    n_in, n_out = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    arrays = (data.draw(ags.arrays((*lead, n_in))), data.draw(ags.arrays((n_in, n_out))))
+    if data.draw(st.booleans()):
+        arrays += (data.draw(ags.arrays((n_out,))),)
+    return arrays, {}
+
+
+spec(N.Linear, lambda x, w, b=None: F.linear(x, w, b),
+     lambda x, w, b=None: x @ w + (0 if b is None else b), _draw_linear)
+
+
+def _draw_embedding(data):
+    num, dim = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 3))
+    ids = data.draw(ags.token_ids(ags.shapes(max_dims=2), num))
+    return (ids, data.draw(ags.arrays((num, dim)))), {}
+
+
+spec(N.Embedding, lambda ids, table: F.embedding(ids, table), lambda ids, table: table[ids],
+     _draw_embedding)
+
+
+def _draw_norm(with_beta):
+    def draw(data):
+        shape = data.draw(ags.shapes(min_dims=1, min_side=2))
+        arrays = (data.draw(ags.arrays(shape)), data.draw(ags.arrays(shape[-1:], 0.5, 2.0)))
+        if with_beta and data.draw(st.booleans()):
+            arrays += (data.draw(ags.arrays(shape[-1:])),)
+        return arrays, {}
+
+    return draw
+
+
+def _np_layer_norm(x, gamma, beta=None, eps=1e-5):
+    xhat = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps)
+    return xhat * gamma + (0 if beta is None else beta)
+
+
+spec(N.LayerNorm, lambda x, g, b=None: F.layer_norm(x, g, b), _np_layer_norm, _draw_norm(True))
+spec(N.RMSNorm, lambda x, g: F.rms_norm(x, g),
+     lambda x, g: x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-6) * g, _draw_norm(False))
+
+
+def _draw_dropout(data):
+    x = data.draw(ags.arrays(ags.shapes()))
+    p = data.draw(st.sampled_from([0.1, 0.5]))
+    keep = np.asarray(data.draw(st.lists(st.booleans(), min_size=x.size, max_size=x.size)),
+                      dtype=bool).reshape(x.shape)
+    return (x,), {"keep": keep, "p": p}
+
+
+spec(N.Dropout, lambda x, keep, p: N.Dropout.apply(x, keep=keep, p=p),
+     lambda x, keep, p: x * keep / (1 - p), _draw_dropout)
+
+
+def _np_rope(x, positions, base=10000.0):
+    d = x.shape[-1]
+    inv = base ** (-np.arange(0, d, 2) / d)
+    ang = np.asarray(positions)[:, None] * inv
+    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    return np.concatenate([x1 * np.cos(ang) - x2 * np.sin(ang),
+                           x1 * np.sin(ang) + x2 * np.cos(ang)], axis=-1)
+
+
+def _draw_rope(data):
+    lead = data.draw(ags.shapes(max_dims=2))
+    T, half = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3))
+    start = data.draw(st.integers(0, 50))
+    return (data.draw(ags.arrays((*lead, T, 2 * half))),), {"positions": np.arange(start, start + T)}
+
+
+spec(N.RotaryEmbedding, lambda x, positions: F.rotary_embedding(x, positions), _np_rope, _draw_rope)
+
+
+def _draw_swiglu(data):
+    lead = data.draw(ags.shapes(max_dims=2))
+    n_in, hidden = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    return (data.draw(ags.arrays((*lead, n_in))), data.draw(ags.arrays((n_in, hidden))),
+            data.draw(ags.arrays((n_in, hidden)))), {}
+
+
+spec(N.SwiGLU, F.swiglu, lambda x, wg, wu: (x @ wg) / (1 + np.exp(-(x @ wg))) * (x @ wu),
+     _draw_swiglu)
+
+
+def _draw_masked(data):
+    shape = data.draw(ags.shapes(min_dims=1))
+    x = data.draw(ags.arrays(shape, -5.0, 5.0))
+    mask = None
+    if data.draw(st.booleans()):  # sometimes with fully masked rows
+        mask = np.asarray(data.draw(st.lists(st.booleans(), min_size=x.size, max_size=x.size)),
+                          dtype=bool).reshape(shape)
+    return (x,), {"axis": data.draw(st.integers(-len(shape), len(shape) - 1)), "mask": mask}
+
+
+def _np_log_softmax(x, axis=-1, mask=None):
+    y = _np_softmax(x, axis, mask)
+    with np.errstate(divide="ignore"):
+        out = np.log(y)
+    return np.where(y > 0, out, 0) if mask is not None else out
+
+
+spec(SM.Softmax, lambda x, axis, mask: F.softmax(x, axis, mask), _np_softmax, _draw_masked)
+spec(SM.LogSoftmax, lambda x, axis, mask: F.log_softmax(x, axis, mask), _np_log_softmax,
+     _draw_masked)
+
+
+def _draw_ce(data):
+    lead = data.draw(ags.shapes(min_dims=1, max_dims=2))
+    V = data.draw(st.integers(1, 5))
+    targets = data.draw(ags.token_ids(lead, V, repeats=False))
+    ignored = np.asarray(data.draw(st.lists(st.booleans(), min_size=targets.size,
+                                            max_size=targets.size))).reshape(lead)
+    targets = np.where(ignored, -100, targets)
+    return (data.draw(ags.arrays((*lead, V), -4.0, 4.0)), targets), {
+        "label_smoothing": data.draw(st.sampled_from([0.0, 0.1]))}
+
+
+def _np_ce(logits, targets, label_smoothing=0.0):
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    kept = targets != -100
+    t = np.where(kept, targets, 0)
+    nll = -np.take_along_axis(logp, t[..., None], -1)[..., 0]
+    smooth = -logp.mean(-1)
+    per = (1 - label_smoothing) * nll + label_smoothing * smooth
+    return np.asarray((per * kept).sum() / max(kept.sum(), 1))
+
+
+spec(SM.CrossEntropy, lambda l, t, label_smoothing: F.cross_entropy(
+    l, t, label_smoothing=label_smoothing), _np_ce, _draw_ce)
+
+
+def _np_attention(q, k, v, causal=True, mask=None):
+    d = q.shape[-1]
+    s = q @ np.swapaxes(k, -1, -2) / np.sqrt(d)
+    T, S = s.shape[-2:]
+    keep = np.ones((T, S), dtype=bool)
+    if causal:
+        keep = ~np.triu(keep, k=S - T + 1)
+    keep = keep if mask is None else keep & mask
+    return _np_softmax(s, -1, np.broadcast_to(keep, s.shape)) @ v
+
+
+def _draw_attention(data):
+    batch = data.draw(ags.shapes(min_dims=0, max_dims=2, max_side=2))
+    T, d = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3))
+    S = T + data.draw(st.integers(0, 2))  # extra keys: a KV cache of earlier steps
+    q = data.draw(ags.arrays((*batch, T, d)))
+    k, v = (data.draw(ags.arrays((*batch, S, d))) for _ in range(2))
+    mask = None
+    if data.draw(st.booleans()):  # a padding mask over keys, maybe hiding whole rows
+        mask = np.asarray(data.draw(st.lists(st.booleans(), min_size=S, max_size=S)))
+    return (q, k, v), {"causal": data.draw(st.booleans()), "mask": mask}
+
+
+spec(A.ScaledDotProductAttention, lambda q, k, v, causal, mask: F.scaled_dot_product_attention(
+    q, k, v, causal=causal, mask=mask), _np_attention, _draw_attention)

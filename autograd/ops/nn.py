@@ -1,0 +1,235 @@
+"""Neural-network ops with hand-derived backward passes: linear, embedding, layer and RMS norm,
+dropout, rotary position embedding and the SwiGLU gate.
+
+Each is one fused op (one node in the graph) for speed and numerical care; each is checked
+against the same computation composed from primitive ops (tests/autograd/test_fused.py).
+"""
+
+from __future__ import annotations
+
+from autograd.backend import get_array_module, scatter_add
+from autograd.function import Function
+
+
+def _rows(a):
+    """View (..., n) as (rows, n): one 2-D matrix product instead of a batched one."""
+    return a.reshape(-1, a.shape[-1])
+
+
+class Linear(Function):
+    """out = x @ w + b, x of shape (..., in), w (in, out), b (out,) or absent.
+    VJP: dx = g @ w^T, dw = x^T @ g (summed over all leading axes), db = sum of g over rows."""
+
+    rule = "linear: dx = g w^T, dw = x^T g, db = sum(g)"
+
+    @staticmethod
+    def forward(ctx, x, w, b=None):
+        if x.shape[-1] != w.shape[0]:
+            raise ValueError(
+                f"linear: input has {x.shape[-1]} features but the weight of shape "
+                f"{tuple(w.shape)} expects {w.shape[0]} (weights are stored (in, out))"
+            )
+        out = _rows(x) @ w
+        if b is not None:
+            out += b
+        ctx.save_for_backward(x, w)
+        return out.reshape(*x.shape[:-1], w.shape[1])
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved
+        need = ctx.needs_input_grad
+        g2 = _rows(g)
+        gx = (g2 @ w.T).reshape(x.shape) if need[0] else None
+        gw = _rows(x).T @ g2 if need[1] else None
+        gb = g2.sum(axis=0) if len(need) > 2 and need[2] else None
+        return (gx, gw, gb) if len(need) > 2 else (gx, gw)
+
+
+class Embedding(Function):
+    """out = table[ids], ids integer of any shape, table (num, dim).
+    VJP: dtable = zeros, then g's rows added at `ids`: repeated ids accumulate (scatter-add,
+    never `dtable[ids] += g`, which would keep only one of the repeats)."""
+
+    rule = "embedding: dtable[id] += g for every occurrence of id"
+
+    @staticmethod
+    def forward(ctx, ids, table):
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"embedding: ids must be integers, got {ids.dtype}")
+        num = table.shape[0]
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= num):
+            raise IndexError(
+                f"embedding: ids must be in [0, {num}); got values from {int(ids.min())} to "
+                f"{int(ids.max())}"
+            )
+        ctx.save_for_backward(ids)
+        ctx.table_shape = table.shape
+        return table[ids]
+
+    @staticmethod
+    def backward(ctx, g):
+        (ids,) = ctx.saved
+        xp = get_array_module(g)
+        dtable = xp.zeros(ctx.table_shape, dtype=g.dtype)
+        scatter_add(dtable, ids.reshape(-1), g.reshape(-1, ctx.table_shape[1]))
+        return None, dtable
+
+
+class LayerNorm(Function):
+    """out = xhat * gamma + beta,  xhat = (x - mean) / sqrt(var + eps) over the last axis.
+    VJP, with gh = g * gamma and means over the last axis:
+        dx = (gh - mean(gh) - xhat * mean(gh * xhat)) / sqrt(var + eps),
+        dgamma = sum over rows of g * xhat,  dbeta = sum over rows of g.
+    (The two mean terms come from mean and var depending on every x in the row.)"""
+
+    rule = "layer_norm: dx = rstd (gh - mean(gh) - xhat mean(gh xhat)), gh = g gamma"
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta=None, *, eps=1e-5):
+        xp = get_array_module(x)
+        mean = x.mean(axis=-1, keepdims=True)
+        xc = x - mean
+        var = (xc * xc).mean(axis=-1, keepdims=True)
+        rstd = 1.0 / xp.sqrt(var + eps)
+        xhat = xc
+        xhat *= rstd  # in place: xc is not needed any more
+        out = xhat * gamma
+        if beta is not None:
+            out += beta
+        ctx.save_for_backward(xhat, rstd, gamma)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, rstd, gamma = ctx.saved
+        need = ctx.needs_input_grad
+        gx = None
+        if need[0]:
+            gh = g * gamma
+            gx = gh - gh.mean(axis=-1, keepdims=True)
+            gh *= xhat
+            gx -= xhat * gh.mean(axis=-1, keepdims=True)
+            gx *= rstd
+        ggamma = _rows(g * xhat).sum(axis=0) if need[1] else None
+        if len(need) == 2:
+            return gx, ggamma
+        return gx, ggamma, (_rows(g).sum(axis=0) if need[2] else None)
+
+
+class RMSNorm(Function):
+    """out = xhat * gamma,  xhat = x / sqrt(mean(x^2) + eps) over the last axis.
+    VJP, with gh = g * gamma:  dx = (gh - xhat * mean(gh * xhat)) / sqrt(mean(x^2) + eps),
+    dgamma = sum over rows of g * xhat."""
+
+    rule = "rms_norm: dx = rstd (gh - xhat mean(gh xhat)), gh = g gamma"
+
+    @staticmethod
+    def forward(ctx, x, gamma, *, eps=1e-6):
+        xp = get_array_module(x)
+        rstd = 1.0 / xp.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)
+        xhat = x * rstd
+        ctx.save_for_backward(xhat, rstd, gamma)
+        return xhat * gamma
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, rstd, gamma = ctx.saved
+        need = ctx.needs_input_grad
+        gx = None
+        if need[0]:
+            gh = g * gamma
+            gx = gh - xhat * (gh * xhat).mean(axis=-1, keepdims=True)
+            gx *= rstd
+        return gx, (_rows(g * xhat).sum(axis=0) if need[1] else None)
+
+
+class Dropout(Function):
+    """out = x * keep / (1 - p), with `keep` a fixed boolean mask drawn by the caller (so the
+    op itself is deterministic and can be gradchecked).  VJP: dx = g * keep / (1 - p)."""
+
+    rule = "dropout: dx = g keep / (1 - p)"
+
+    @staticmethod
+    def forward(ctx, x, *, keep, p):
+        scale = x.dtype.type(1.0 / (1.0 - p))
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return x * keep * scale
+
+    @staticmethod
+    def backward(ctx, g):
+        (keep,) = ctx.saved
+        return g * keep * ctx.scale
+
+
+def rope_tables(positions, head_dim, base, xp, dtype):
+    """cos and sin of the rotation angles pos * base^(-2i/head_dim), shape (T, head_dim/2)."""
+    inv_freq = 1.0 / (base ** (xp.arange(0, head_dim, 2, dtype=xp.float64) / head_dim))
+    angles = xp.asarray(positions, dtype=xp.float64)[:, None] * inv_freq[None, :]
+    return xp.cos(angles).astype(dtype), xp.sin(angles).astype(dtype)
+
+
+class RotaryEmbedding(Function):
+    """Rotary position embedding (RoPE, "rotate half" pairing): x of shape (..., T, d), split into
+    halves x1, x2 of d/2 features; with angles a = pos * base^(-2i/d),
+        out = [x1 cos a - x2 sin a,  x1 sin a + x2 cos a].
+    Each pair is rotated by a fixed angle, so the VJP rotates g back by -a:
+        dx1 = g1 cos a + g2 sin a,  dx2 = -g1 sin a + g2 cos a."""
+
+    rule = "rotary_embedding: the gradient is rotated back by -angle"
+
+    @staticmethod
+    def forward(ctx, x, *, positions, base=10000.0):
+        xp = get_array_module(x)
+        d = x.shape[-1]
+        if d % 2:
+            raise ValueError(f"rotary_embedding: the last axis must be even, got {d}")
+        if len(positions) != x.shape[-2]:
+            raise ValueError(
+                f"rotary_embedding: {len(positions)} positions for {x.shape[-2]} time steps"
+            )
+        cos, sin = rope_tables(positions, d, base, xp, x.dtype)
+        ctx.save_for_backward(cos, sin)
+        return _rotate(x, cos, sin, xp)
+
+    @staticmethod
+    def backward(ctx, g):
+        cos, sin = ctx.saved
+        return _rotate(g, cos, -sin, get_array_module(g))
+
+
+def _rotate(x, cos, sin, xp):
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return xp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
+class SwiGLU(Function):
+    """out = silu(x @ w_gate) * (x @ w_up), with silu(a) = a * sigmoid(a).
+    VJP, with a = x @ w_gate, b = x @ w_up, s = sigmoid(a):
+        da = g * b * s * (1 + a (1 - s)),  db = g * a * s,
+        dx = da @ w_gate^T + db @ w_up^T,  dw_gate = x^T @ da,  dw_up = x^T @ db."""
+
+    rule = "swiglu: da = g b s (1 + a (1 - s)), db = g silu(a)"
+
+    @staticmethod
+    def forward(ctx, x, w_gate, w_up):
+        xp = get_array_module(x)
+        x2 = _rows(x)
+        a = x2 @ w_gate
+        b = x2 @ w_up
+        s = 0.5 * (1 + xp.tanh(0.5 * a))
+        ctx.save_for_backward(x, w_gate, w_up, a, b, s)
+        return (a * s * b).reshape(*x.shape[:-1], w_up.shape[1])
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w_gate, w_up, a, b, s = ctx.saved
+        g2 = _rows(g)
+        silu = a * s
+        da = g2 * b * s * (1 + a * (1 - s))
+        db = g2 * silu
+        x2 = _rows(x)
+        gx = (da @ w_gate.T + db @ w_up.T).reshape(x.shape)
+        return gx, x2.T @ da, x2.T @ db
