@@ -37,7 +37,7 @@ class ScaledDotProductAttention(Function):
         dv = P^T @ g,  dP = g @ v^T,  dA = dP * D,
         dS = A * (dA - sum(dA * A, last axis)),  dq = dS @ k / sqrt(d),  dk = dS^T @ q / sqrt(d)."""
 
-    rule = "attention: dv = P^T g, dS = A (dA - sum(dA A)), dq = dS k / sqrt(d), dk = dS^T q / sqrt(d)"
+    rule = "attention: dv = P^T g, dS = A (dA - sum(dA A)), dq = dS k/sqrt(d), dk = dS^T q/sqrt(d)"
 
     @staticmethod
     def forward(ctx, q, k, v, *, causal=True, mask=None, keep=None, dropout_p=0.0):
@@ -49,7 +49,7 @@ class ScaledDotProductAttention(Function):
             )
         T, S = q.shape[-2], k.shape[-2]
         if causal and S < T:
-            raise ValueError(f"attention: causal needs at least as many keys ({S}) as queries ({T})")
+            raise ValueError(f"attention: causal needs as many keys ({S}) as queries ({T})")
         scale = 1.0 / math.sqrt(q.shape[-1])  # a Python float: no float64 promotion
         scores = q @ xp.swapaxes(k, -1, -2)
         scores *= scale

@@ -329,7 +329,8 @@ def _draw_rope(data):
     lead = data.draw(ags.shapes(max_dims=2))
     T, half = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3))
     start = data.draw(st.integers(0, 50))
-    return (data.draw(ags.arrays((*lead, T, 2 * half))),), {"positions": np.arange(start, start + T)}
+    x = data.draw(ags.arrays((*lead, T, 2 * half)))
+    return (x,), {"positions": np.arange(start, start + T)}
 
 
 spec(N.RotaryEmbedding, lambda x, positions: F.rotary_embedding(x, positions), _np_rope, _draw_rope)
