@@ -84,6 +84,11 @@ def asnumpy(x):
     return np.asarray(x)
 
 
+def index_array(values):
+    """A host (NumPy) integer or boolean array from a Python list used as an index."""
+    return np.asarray(values)
+
+
 def scatter_add(target, index, values) -> None:
     """`target[index] += values` with repeated indices accumulated (np.add.at / cupyx)."""
     if is_cupy_array(target):

@@ -3,7 +3,7 @@ concatenate, stack, and moving between devices. Their VJPs move the gradient bac
 
 from __future__ import annotations
 
-from autograd.backend import get_array_module, scatter_add, to_device
+from autograd.backend import get_array_module, index_array, scatter_add, to_device
 from autograd.function import Function
 
 
@@ -64,9 +64,7 @@ def normalize_index(index):
         if isinstance(i, Tensor):
             return i.data
         if isinstance(i, list):
-            import numpy as np
-
-            return np.asarray(i)
+            return index_array(i)
         return i
 
     return tuple(one(i) for i in index) if isinstance(index, tuple) else one(index)
