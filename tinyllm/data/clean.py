@@ -415,6 +415,17 @@ class CleaningReport:
             "skipped_files": [{"path": p, "error": e} for p, e in self.skipped_files],
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> CleaningReport:
+        """Rebuild a report from `to_dict` output (e.g. read back from ``meta.json``)."""
+        return cls(
+            docs_kept=d["docs_kept"],
+            bytes_kept=d["bytes_kept"],
+            dropped_docs={reason: v["docs"] for reason, v in d["dropped"].items()},
+            dropped_bytes={reason: v["bytes"] for reason, v in d["dropped"].items()},
+            skipped_files=[(s["path"], s["error"]) for s in d["skipped_files"]],
+        )
+
     def format(self) -> str:
         """A small human-readable table of the report."""
         rows = [("kept", self.docs_kept, self.bytes_kept)]
