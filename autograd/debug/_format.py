@@ -76,7 +76,8 @@ def fmt_params(params) -> str:
         if value is None:
             continue
         if key == "index":
-            shown.append(f"[{fmt_param(value)[1:-1] if isinstance(value, tuple) else fmt_param(value)}]")
+            text = fmt_param(value)
+            shown.append(f"[{text[1:-1] if isinstance(value, tuple) else text}]")
         else:
             shown.append(f"{key}={fmt_param(value)}")
     return ", ".join(shown)
@@ -136,17 +137,19 @@ class Namer:
         self._labels = {}  # id(tensor) -> (tensor, label); the tensor is kept so ids stay unique
         self._counts = {}
 
-    def __call__(self, t) -> str:
+    def __call__(self, t, kind=None) -> str:
+        """The label of `t`; `kind` overrides the op name used for a new label (the tape knows
+        which op made a tensor even when no graph was recorded, under no_grad)."""
         if t.name:
             return str(t.name)
         entry = self._labels.get(id(t))
         if entry is not None and entry[0] is t:
             return entry[1]
-        if t._node is None and not t.requires_grad and t.size == 1:
+        if kind is None and t._node is None and not t.requires_grad and t.size == 1:
             return fmt_scalar(asnumpy(t.data).reshape(()).item())
-        if t._node is not None:
+        if kind is None and t._node is not None:
             kind = t._node.fn.name
-        else:
+        elif kind is None:
             kind = "leaf" if t.requires_grad else "const"
         count = self._counts.get(kind, 0)
         self._counts[kind] = count + 1
