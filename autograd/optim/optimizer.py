@@ -149,8 +149,8 @@ class Optimizer:
             xp = get_array_module(p.data)
             entry = {}
             for name, value in saved.items():
-                if hasattr(value, "shape") and value.ndim == 0:
-                    value = value.item()  # a number that went through np.savez
+                if hasattr(value, "shape") and value.ndim == 0 and value.dtype.kind in "iub":
+                    value = value.item()  # a count (the step) that went through np.savez
                 elif hasattr(value, "shape") and value.shape == p.shape:
                     value = xp.array(to_device(value, p.device), dtype=p.dtype, order="C")
                 elif hasattr(value, "shape"):
