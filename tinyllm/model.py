@@ -88,7 +88,7 @@ class Attention(nn.Module):
 
     def __init__(self, config, rng):
         super().__init__()
-        self.config = config
+        self.config, self.rng = config, rng
         C = config.n_embd
         self.c_attn = nn.Linear(C, 3 * C, config.bias, dtype=config.dtype, rng=rng)
         self.c_proj = nn.Linear(C, C, config.bias, dtype=config.dtype, rng=rng,
@@ -109,7 +109,7 @@ class Attention(nn.Module):
                 v = ag.concatenate([cache["v"], v], axis=2)
             cache["k"], cache["v"] = k.detach(), v.detach()
         dropout = self.config.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, causal=True, dropout_p=dropout)
+        y = F.scaled_dot_product_attention(q, k, v, causal=True, dropout_p=dropout, rng=self.rng)
         return self.c_proj(y.transpose(0, 2, 1, 3).reshape(B, T, C))
 
 
@@ -170,6 +170,7 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         rng = np.random.default_rng(seed)
+        self.rng = rng  # also drives dropout; its state is saved in checkpoints
         self.transformer = Transformer(config, rng)
         if not config.tie_weights:
             # Stored (vocab, n_embd) like the embedding, as GPT-2's lm_head.

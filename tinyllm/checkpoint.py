@@ -1,0 +1,147 @@
+"""Checkpoints: everything needed to continue a run exactly, written so a crash never breaks one.
+
+    RUN_DIR/config.json          model and training configuration (written once)
+    RUN_DIR/tokenizer.json       the tokenizer (written once)
+    RUN_DIR/checkpoint/          the latest checkpoint:
+        model.safetensors        the weights, GPT-2 names (safetensors: never pickle)
+        optimizer.safetensors    the optimizer's moment buffers
+        state.json               step, optimizer hyperparameters and counters, RNG states,
+                                 data-loader position, training-loop counters
+
+A new checkpoint is written whole into RUN_DIR/.checkpoint.tmp (every file fsynced), then
+swapped in by two renames: checkpoint -> .checkpoint.old, .checkpoint.tmp -> checkpoint. A crash
+at any point leaves either `checkpoint` or `.checkpoint.old` complete, and `load_checkpoint`
+falls back to the old one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from autograd.backend import asnumpy
+from tinyllm.safetensors import SafetensorsError, atomic_write, fsync_dir, load_file, save_file
+
+FORMAT = "tinyllm-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, damaged, or does not fit the model it is loaded into."""
+
+
+def write_json(path, obj):
+    """Write JSON atomically (temporary file, fsync, rename)."""
+    text = json.dumps(obj, indent=2, sort_keys=True)
+    atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def read_json(path):
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+
+
+def _optimizer_split(optimizer):
+    """The optimizer's state_dict as (arrays for safetensors, everything else for JSON)."""
+    sd = optimizer.state_dict()
+    arrays, scalars = {}, {}
+    for index, entry in sd["state"].items():
+        for name, value in entry.items():
+            if hasattr(value, "shape") and value.ndim > 0:
+                arrays[f"{index}.{name}"] = asnumpy(value)
+            else:
+                scalars.setdefault(str(index), {})[name] = (
+                    value.item() if hasattr(value, "item") else value)
+    return arrays, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _optimizer_join(arrays, meta):
+    state = {}
+    for key, value in arrays.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    for index, entry in meta["scalars"].items():
+        state.setdefault(int(index), {}).update(entry)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(run_dir, model, optimizer, state: dict) -> Path:
+    """Write model, optimizer and `state` (JSON-serialisable) as RUN_DIR/checkpoint."""
+    run_dir = Path(run_dir)
+    tmp, final, old = run_dir / ".checkpoint.tmp", run_dir / "checkpoint", run_dir / ".checkpoint.old"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    weights = {name: asnumpy(arr) for name, arr in model.state_dict().items()}
+    save_file(weights, tmp / "model.safetensors", {"format": FORMAT, "step": state.get("step", 0)})
+    opt_arrays, opt_meta = _optimizer_split(optimizer)
+    save_file(opt_arrays, tmp / "optimizer.safetensors", {"format": FORMAT})
+    write_json(tmp / "state.json",
+               {"format": FORMAT, "version": VERSION, "optimizer": opt_meta, **state})
+    fsync_dir(tmp)
+    if final.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    fsync_dir(run_dir)
+    if old.exists():
+        shutil.rmtree(old)
+    return final
+
+
+def checkpoint_dir(run_dir) -> Path:
+    """The newest complete checkpoint folder of a run (falls back after an interrupted swap)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run directory")
+    for candidate in (run_dir / "checkpoint", run_dir / ".checkpoint.old"):
+        if (candidate / "state.json").exists():
+            return candidate
+    raise CheckpointError(f"{run_dir}: has no checkpoint (expected {run_dir / 'checkpoint'})")
+
+
+def load_weights(model, folder):
+    """Load model.safetensors from `folder` into `model`, with errors that name the file."""
+    path = Path(folder) / "model.safetensors"
+    try:
+        weights, _ = load_file(path)
+    except SafetensorsError as err:
+        raise CheckpointError(str(err)) from None
+    try:
+        model.load_state_dict(weights, strict=True)
+    except Exception as err:  # a mismatch between file and model: say which file
+        raise CheckpointError(f"{path} does not fit this model: {err}") from None
+
+
+def load_checkpoint(run_dir, model, optimizer=None) -> dict:
+    """Restore weights (and optimizer state) in place; return the saved training state."""
+    folder = checkpoint_dir(run_dir)
+    state = read_json(folder / "state.json")
+    if state.get("format") != FORMAT or state.get("version") != VERSION:
+        raise CheckpointError(f"{folder / 'state.json'}: not a {FORMAT} v{VERSION} checkpoint")
+    load_weights(model, folder)
+    if optimizer is not None:
+        try:
+            arrays, _ = load_file(folder / "optimizer.safetensors")
+            optimizer.load_state_dict(_optimizer_join(arrays, state["optimizer"]))
+        except (SafetensorsError, KeyError, ValueError) as err:
+            raise CheckpointError(f"{folder / 'optimizer.safetensors'}: {err}") from None
+    return state
+
+
+def rng_state(rng: np.random.Generator) -> dict:
+    return rng.bit_generator.state
+
+
+def set_rng_state(rng: np.random.Generator, state: dict) -> None:
+    rng.bit_generator.state = state

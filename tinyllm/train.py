@@ -1,0 +1,300 @@
+"""Pre-training: the loop that turns a corpus into a GPT.
+
+    data   -> tokenizer + train.bin / val.bin (tinyllm.data.prepare), loaded by BatchLoader
+    model  -> GPT(config); AdamW with decay on 2-D weights only; warmup + cosine learning rate
+    loop   -> forward, backward (accumulated over `grad_accum` micro-batches), clip, step
+    every `eval_interval` steps -> validation loss, perplexity, bits per byte, a sample,
+                                   a checkpoint (see checkpoint.py)
+
+Everything a step depends on (weights, optimizer moments, the data position, every random
+generator, the step count and the planned number of steps) is saved, so a run stopped at step k
+and resumed reaches exactly the weights of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+import autograd as ag
+from autograd import optim
+from autograd.backend import asnumpy
+from tinyllm import checkpoint as ckpt
+from tinyllm.model import GPT, GPTConfig
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/tinyllm"
+    data: str = "builtin:pydoc"  # a prepared folder, files or folders of text, or builtin:NAME
+    tokenizer: str | None = None  # a saved tokenizer; None trains one with `vocab_size`
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_steps: int = 2000
+    max_minutes: float | None = None  # plan the step count to fit this wall-clock budget
+    lr: float = 2e-3
+    min_lr: float = 2e-4
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_interval: int = 250
+    eval_batches: int = 16
+    sample_tokens: int = 80
+    seed: int = 0
+    device: str = "cpu"
+    skip_nonfinite: bool = False  # skip a batch whose loss or gradient is NaN/inf
+    progress: bool = True
+    model: dict = field(default_factory=dict)  # GPTConfig fields
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+PRESETS = {
+    # name: (GPTConfig overrides, TrainConfig overrides)
+    "tiny": (dict(vocab_size=512, block_size=64, n_layer=2, n_head=2, n_embd=64),
+             dict(batch_size=16, max_steps=300, lr=3e-3, eval_interval=100)),
+    "small": (dict(vocab_size=1024, block_size=128, n_layer=4, n_head=4, n_embd=128),
+              dict(batch_size=16, max_steps=5000, max_minutes=4.5, lr=2e-3, eval_interval=250)),
+    "medium": (dict(vocab_size=4096, block_size=256, n_layer=6, n_head=6, n_embd=384),
+               dict(batch_size=8, max_steps=5000, lr=6e-4, min_lr=6e-5, eval_interval=250)),
+}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or gradient became NaN or infinite (or exploded) at a named step."""
+
+
+def load_data(cfg: TrainConfig, vocab_size: int, run_dir: Path, log):
+    """(tokenizer, train tokens, val tokens, bytes per val token) for `cfg.data`."""
+    from tinyllm.data.dataset import read_tokens
+    from tinyllm.data.prepare import prepare
+    from tinyllm.tokenizer import BPETokenizer
+
+    src = Path(cfg.data)
+    if src.is_dir() and (src / "train.bin").exists():
+        folder = src
+    else:
+        folder = run_dir / "data"
+        if not (folder / "train.bin").exists():
+            log(f"preparing {cfg.data} (vocab {vocab_size}) into {folder}")
+            prepare(cfg.data, folder, tokenizer=cfg.tokenizer, vocab_size=vocab_size,
+                    progress=cfg.progress)
+    tok = BPETokenizer.load(folder / "tokenizer.json")
+    train, val = read_tokens(folder / "train.bin"), read_tokens(folder / "val.bin")
+    specials = set(tok.special_tokens.values())
+    val_ids = [int(t) for t in np.asarray(val) if int(t) not in specials]
+    bytes_per_token = len(tok.decode_bytes(val_ids)) / max(len(val), 1)
+    return tok, train, val, bytes_per_token
+
+
+def param_groups(model, weight_decay):
+    """Decay the 2-D weights (matrices, embeddings); never biases or norm gains."""
+    decay = [p for _, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for _, p in model.named_parameters() if p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+class Trainer:
+    """One training run. `Trainer(cfg).run()` trains; `resume=True` continues a run dir."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, log=None):
+        self.cfg = cfg
+        self.run_dir = Path(cfg.out_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        if cfg.device != "cpu":
+            ag.set_default_device(cfg.device)
+        if resume:
+            saved = ckpt.read_json(self.run_dir / "config.json")
+            self.model_cfg = GPTConfig.from_dict(saved["model"])
+        else:
+            self.model_cfg = GPTConfig(**cfg.model)
+        self.tok, train, val, self.bytes_per_token = load_data(
+            cfg, self.model_cfg.vocab_size, self.run_dir, self.log)
+        if self.tok.vocab_size != self.model_cfg.vocab_size:
+            self.model_cfg = GPTConfig(**{**self.model_cfg.to_dict(),
+                                          "vocab_size": self.tok.vocab_size})
+        from tinyllm.data.dataset import BatchLoader
+
+        T = self.model_cfg.block_size
+        self.train_loader = BatchLoader(train, cfg.batch_size, T, seed=cfg.seed)
+        self.val_tokens = val if len(val) > T + 1 else train
+        self.model = GPT(self.model_cfg, seed=cfg.seed)
+        self.optimizer = optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
+                                     betas=(cfg.beta1, cfg.beta2))
+        self.step = 0
+        self.planned_steps = None if cfg.max_minutes else cfg.max_steps
+        self.train_tokens = 0
+        self.skipped = 0
+        self.train_seconds = 0.0
+        if resume:
+            self._restore()
+        else:
+            ckpt.write_json(self.run_dir / "config.json",
+                            {"model": self.model_cfg.to_dict(), "train": asdict(cfg)})
+            self.tok.save(self.run_dir / "tokenizer.json")
+            (self.run_dir / "metrics.jsonl").write_text("")
+
+    # ---- state --------------------------------------------------------------------------------
+    def _state(self):
+        return {"step": self.step, "planned_steps": self.planned_steps,
+                "train_tokens": self.train_tokens, "skipped": self.skipped,
+                "train_seconds": self.train_seconds, "loader": self.train_loader.state_dict(),
+                "model_rng": ckpt.rng_state(self.model.rng)}
+
+    def _restore(self):
+        state = ckpt.load_checkpoint(self.run_dir, self.model, self.optimizer)
+        self.step, self.planned_steps = state["step"], state["planned_steps"]
+        self.train_tokens, self.skipped = state["train_tokens"], state["skipped"]
+        self.train_seconds = state["train_seconds"]
+        self.train_loader.load_state_dict(state["loader"])
+        ckpt.set_rng_state(self.model.rng, state["model_rng"])
+        self.log(f"resumed {self.run_dir} at step {self.step}")
+
+    def save(self):
+        ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, self._state())
+
+    # ---- one optimisation step -------------------------------------------------------------------
+    def lr_at(self, step):
+        c = self.cfg
+        return optim.schedules.warmup_cosine(step, c.lr, min(c.warmup_steps, self.total_steps()),
+                                             self.total_steps(), c.min_lr)
+
+    def total_steps(self):
+        return self.planned_steps or self.cfg.max_steps
+
+    def train_step(self):
+        """Forward and backward over `grad_accum` micro-batches, clip, update. Returns the loss."""
+        c = self.cfg
+        self.optimizer.set_lr(self.lr_at(self.step))
+        total = 0.0
+        for _ in range(c.grad_accum):
+            x, y = self.train_loader.next_batch()
+            _, loss = self.model(x, y)
+            if c.grad_accum > 1:
+                loss = loss * (1.0 / c.grad_accum)
+            loss.backward()
+            total += float(asnumpy(loss.data))
+        norm = optim.clip_grad_norm(self.model.parameters(), c.grad_clip)
+        if not (math.isfinite(total) and math.isfinite(norm)):
+            if not c.skip_nonfinite:
+                raise TrainingDiverged(
+                    f"step {self.step}: the loss ({total}) or gradient norm ({norm}) is not "
+                    "finite; lower --lr, or pass --skip-nonfinite to skip such batches")
+            self.skipped += 1
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.step += 1
+        self.train_tokens += c.batch_size * c.grad_accum * self.model_cfg.block_size
+        return total
+
+    # ---- evaluation ---------------------------------------------------------------------------
+    @ag.no_grad()
+    def evaluate(self):
+        """Mean validation loss over fixed windows, perplexity, and bits per byte."""
+        from tinyllm.data.dataset import BatchLoader
+
+        loader = BatchLoader(self.val_tokens, self.cfg.batch_size, self.model_cfg.block_size,
+                             seed=0, shuffle=False)
+        self.model.eval()
+        losses = []
+        for _ in range(self.cfg.eval_batches):
+            x, y = loader.next_batch()
+            losses.append(float(asnumpy(self.model(x, y)[1].data)))
+        self.model.train()
+        loss = float(np.mean(losses))
+        bpb = loss / math.log(2) / self.bytes_per_token
+        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_bpb": bpb}
+
+    def sample(self, prompt="\n", max_new_tokens=None, seed=0, **sampling):
+        ids = self.tok.encode(prompt, allowed_special="all") or [0]
+        out = self.model.generate(np.asarray([ids]), max_new_tokens or self.cfg.sample_tokens,
+                                  seed=seed, **{"temperature": 0.8, "top_k": 40, **sampling})
+        return self.tok.decode(out[0, len(ids):].tolist())
+
+    def _metrics(self, record):
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def run(self):
+        """Train to the planned step count; returns the summary (also in summary.json)."""
+        from tinyllm.progress import progress_bar
+
+        c = self.cfg
+        self.log(f"model: {self.model.num_parameters():,} parameters, "
+                 f"{self.model_cfg.n_layer} layers x {self.model_cfg.n_embd} wide, "
+                 f"block {self.model_cfg.block_size}, vocab {self.model_cfg.vocab_size}")
+        tokens_per_step = c.batch_size * c.grad_accum * self.model_cfg.block_size
+        bar = progress_bar(total=self.total_steps(), initial=self.step, enabled=c.progress)
+        start = time.perf_counter() - self.train_seconds
+        evals = []
+        try:
+            while self.step < self.total_steps():
+                t0 = time.perf_counter()
+                loss = self.train_step()
+                dt = time.perf_counter() - t0
+                self.train_seconds = time.perf_counter() - start
+                if self.planned_steps is None and self.step == 5:
+                    self._plan_steps(dt)
+                    bar.total = self.total_steps()
+                self._metrics({"step": self.step, "loss": loss, "lr": self.lr_at(self.step - 1),
+                               "tokens_per_s": tokens_per_step / dt, "time_s": self.train_seconds})
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
+                if self.step % c.eval_interval == 0 or self.step == self.total_steps():
+                    evals.append(self._eval_and_save(bar))
+        finally:
+            bar.close()
+        wall = time.perf_counter() - start
+        last = evals[-1] if evals else self._eval_and_save(None)
+        summary = {**{k: last[k] for k in ("val_loss", "val_ppl", "val_bpb")},
+                   "train_tokens": self.train_tokens, "steps": self.step,
+                   "tokens_per_s": self.train_tokens / max(wall, 1e-9), "wall_s": wall,
+                   "skipped_batches": self.skipped, "parameters": self.model.num_parameters(),
+                   "run_dir": str(self.run_dir)}
+        ckpt.write_json(self.run_dir / "summary.json", summary)
+        from tinyllm.plot import plot_losses
+
+        plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+        return summary
+
+    def _plan_steps(self, step_seconds):
+        """Fit the schedule to the time budget, once, from the speed of the first steps."""
+        c = self.cfg
+        eval_cost = c.eval_batches * step_seconds / 3  # forward only, roughly a third
+        budget = c.max_minutes * 60 - self.train_seconds
+        per_step = step_seconds + eval_cost / c.eval_interval
+        self.planned_steps = max(self.step + 1, min(c.max_steps, self.step + int(budget / per_step)))
+        self.log(f"planned {self.planned_steps} steps to fit {c.max_minutes} minutes")
+
+    def _eval_and_save(self, bar):
+        metrics = self.evaluate()
+        sample = self.sample()
+        record = {"step": self.step, **metrics, "sample": sample}
+        self._metrics(record)
+        text = (f"step {self.step}: val loss {metrics['val_loss']:.3f}, "
+                f"ppl {metrics['val_ppl']:.1f}, {metrics['val_bpb']:.3f} bits/byte\n"
+                f"  sample: {sample[:200]!r}")
+        (bar.write if bar is not None else self.log)(text)
+        self.save()
+        return record
+
+
+def train(cfg: TrainConfig, resume: bool = False):
+    """Train (or resume) a run; returns the summary dict."""
+    return Trainer(cfg, resume=resume).run()
+
