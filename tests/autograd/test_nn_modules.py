@@ -318,3 +318,31 @@ def test_attention_dropout_only_in_training():
     np.testing.assert_array_equal(attn(x).data, attn(x).data)
     attn.train()
     assert not np.array_equal(attn(x).data, attn(x).data)
+
+
+def test_deepcopy_gives_an_independent_model():
+    # e.g. the frozen reference model of DPO, or an EMA copy
+    import copy
+
+    model = Tiny(n_layer=1)
+    clone = copy.deepcopy(model)
+    assert [n for n, _ in clone.named_parameters()] == [n for n, _ in model.named_parameters()]
+    assert all(type(p) is nn.Parameter for p in clone.parameters())
+    clone.wte.weight.data[...] = 0
+    assert model.wte.weight.data.any()
+
+
+@pytest.mark.gpu
+def test_modules_on_the_gpu_match_the_cpu():
+    from autograd.backend import asnumpy
+
+    model = Tiny(n_layer=1, dtype=np.float32).eval()
+    ids = np.array([[1, 2, 3, 4]])
+    expected = model(ids).data
+    model.to("cuda")
+    assert all(p.device == "cuda" for p in model.parameters())
+    out = model(ag.tensor(ids, device="cuda")).data  # inputs go to the device too
+    np.testing.assert_allclose(asnumpy(out), expected, rtol=1e-4, atol=1e-5)
+    model.load_state_dict({k: asnumpy(v) for k, v in model.state_dict().items()})  # host arrays
+    model.to("cpu")
+    np.testing.assert_allclose(model(ids).data, expected, rtol=1e-4, atol=1e-5)
