@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import autograd as ag
-from autograd import Function, Tensor
+from autograd import Function
 from autograd.engine import topological_order
 from autograd.testing import gradcheck
 
