@@ -151,6 +151,18 @@ class BPETokenizer:
 
         save_json(self, path)
 
+    def save_gpt2_files(self, vocab_path, merges_path) -> None:
+        """Write GPT-2-style ``vocab.json`` + ``merges.txt`` (`from_gpt2_files` reads them)."""
+        from .io import save_gpt2_files
+
+        save_gpt2_files(self, vocab_path, merges_path)
+
+    def save_tiktoken_file(self, path) -> None:
+        """Write a tiktoken rank file (`from_tiktoken_file` reads it)."""
+        from .io import save_tiktoken_file
+
+        save_tiktoken_file(self, path)
+
     def save_hf(self, path) -> None:
         """Export a ``tokenizer.json`` that HF `tokenizers` reads (``Tokenizer.from_file``)."""
         from .io import save_hf_tokenizer_json
@@ -351,29 +363,38 @@ def _check_special_names(names) -> None:
         raise ValueError(f"special tokens are repeated: {list(names)}")
 
 
+class TableError(ValueError):
+    """Inconsistent tokenizer tables; ``merge_index`` says which merge, when one is at fault,
+    so that the file loaders can name the line it came from."""
+
+    def __init__(self, message: str, merge_index: int | None = None):
+        super().__init__(message)
+        self.merge_index = merge_index
+
+
 def _build_vocab(byte_ids, merges, special_tokens) -> dict[int, bytes]:
     """Check the tables and build ``{id: bytes}``; errors say which entry is wrong."""
     if len(byte_ids) != 256 or len(set(byte_ids)) != 256 or min(byte_ids) < 0:
-        raise ValueError("byte_ids must give 256 distinct non-negative ids, one per byte value")
+        raise TableError("byte_ids must give 256 distinct non-negative ids, one per byte value")
     vocab = {i: bytes([b]) for b, i in enumerate(byte_ids)}
     previous = -1
     for k, ((a, b), z) in enumerate(merges.items()):
         for part in (a, b):
             if part not in vocab:
-                raise ValueError(f"merge {k} ({a}, {b}) -> {z} uses id {part}, which no byte "
-                                 "or earlier merge makes")
+                raise TableError(f"merge {k} ({a}, {b}) -> {z} uses id {part}, which no byte "
+                                 "or earlier merge makes", k)
         if z in vocab:
-            raise ValueError(f"merge {k} ({a}, {b}) -> {z} makes id {z}, which already exists")
+            raise TableError(f"merge {k} ({a}, {b}) -> {z} makes id {z}, which already exists", k)
         if z <= previous:
-            raise ValueError(f"merge {k} ({a}, {b}) -> {z}: new ids must increase in merge "
-                             f"order (the previous merge made {previous})")
+            raise TableError(f"merge {k} ({a}, {b}) -> {z}: new ids must increase in merge "
+                             f"order (the previous merge made {previous})", k)
         vocab[z] = vocab[a] + vocab[b]
         previous = z
     _check_special_names(list(special_tokens))
     taken = set(vocab)
     for s, i in special_tokens.items():
         if i < 0 or i in taken:
-            raise ValueError(f"special token {s!r} has id {i}, which is already taken")
+            raise TableError(f"special token {s!r} has id {i}, which is already taken")
         taken.add(i)
     return vocab
 

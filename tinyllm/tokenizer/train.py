@@ -69,7 +69,8 @@ def iter_pieces(texts: Iterable[str], special_tokens=()) -> Iterable[str]:
             yield from special.split(text)
 
 
-def count_chunks(text_or_iterable, pattern: str, special_tokens=()) -> Counter:
+def count_chunks(text_or_iterable, pattern: str, special_tokens=(),
+                 progress: bool = False) -> Counter:
     """Count the distinct chunks of the text; the Counter's order is that of first appearance.
 
     This and the merges are the two costs of training; the split is a regex over every
@@ -77,7 +78,14 @@ def count_chunks(text_or_iterable, pattern: str, special_tokens=()) -> Counter:
     """
     split = make_split_long(resolve_pattern(pattern)[1])
     counts: Counter = Counter()
-    for piece in iter_pieces(iter_texts(text_or_iterable), special_tokens):
+    texts = iter_texts(text_or_iterable)
+    if progress:
+        from tqdm import tqdm
+
+        total = 1 if isinstance(text_or_iterable, str) else getattr(text_or_iterable, "__len__",
+                                                                     lambda: None)()
+        texts = tqdm(texts, desc="splitting", unit="text", total=total)
+    for piece in iter_pieces(texts, special_tokens):
         counts.update(split(piece))  # Counter.update of a list counts in C
     return counts
 
@@ -308,7 +316,7 @@ def train_bpe(text_or_iterable, vocab_size: int, pattern: str = "gpt4", special_
     started = time.perf_counter()
     special_tokens = list(special_tokens)
     n_merges = number_of_merges(vocab_size, special_tokens)
-    chunk_counts = count_chunks(text_or_iterable, pattern, special_tokens)
+    chunk_counts = count_chunks(text_or_iterable, pattern, special_tokens, progress)
     words = [list(utf8(chunk)) for chunk in chunk_counts]
     freqs = list(chunk_counts.values())
     index = _PairIndex(words, freqs)
