@@ -204,5 +204,8 @@ def fmt_frame(summary) -> str:
     if summary is None:
         return "an unknown place"
     line = (summary.line or "").strip()
-    where = f"{summary.filename}:{summary.lineno} in {summary.name}"
+    filename = summary.filename
+    if os.path.isabs(filename) and filename.startswith(os.getcwd() + os.sep):
+        filename = os.path.relpath(filename)  # examples/05_...py reads better than /home/...
+    where = f"{filename}:{summary.lineno} in {summary.name}"
     return f"{where}: {line}" if line else where

@@ -48,28 +48,26 @@ def is_anomaly_enabled() -> bool:
 
 
 def _bad(arr):
-    """(has nan, has inf, number of non-finite values) for a float array, else (False,)*2, 0."""
+    """(number of NaNs, number of infinities) in a float array; (0, 0) for other arrays."""
     if not hasattr(arr, "dtype") or arr.dtype.kind not in "fc":
-        return False, False, 0
+        return 0, 0
     xp = get_array_module(arr)
-    finite = xp.isfinite(arr)
-    if bool(finite.all()):
-        return False, False, 0
-    nan = bool(xp.isnan(arr).any())
-    inf = bool(xp.isinf(arr).any())
-    return nan, inf, int(arr.size - int(finite.sum()))
+    if bool(xp.isfinite(arr).all()):  # the common case: one pass, nothing to report
+        return 0, 0
+    return int(xp.isnan(arr).sum()), int(xp.isinf(arr).sum())
 
 
 def _new_kind(produced, given):
-    """Which non-finite kind `produced` has that none of the `given` arrays had, or None."""
-    nan, inf, count = _bad(produced)
-    if not count:
+    """The non-finite kind ("nan" or "inf") that `produced` has and none of the `given` arrays
+    had, with how many such values it has; (None, 0) when there is nothing new."""
+    nans, infs = _bad(produced)
+    if not nans and not infs:
         return None, 0
     given_bad = [_bad(a) for a in given]
-    if nan and not any(b[0] for b in given_bad):
-        return "nan", count
-    if inf and not any(b[1] for b in given_bad):
-        return "inf", count
+    if nans and not any(b[0] for b in given_bad):
+        return "nan", nans
+    if infs and not any(b[1] for b in given_bad):
+        return "inf", infs
     return None, 0
 
 
