@@ -27,4 +27,6 @@ def progress_bar(total=None, initial=0, enabled=True, desc="train", unit="step")
         return _Quiet()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True)
+    # Redraw at most twice a second: a log file (not a terminal) then stays readable.
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
+                mininterval=0.5)

@@ -230,8 +230,10 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     # ---- the loop ------------------------------------------------------------------------------
-    def run(self):
-        """Train to the planned step count; returns the summary (also in summary.json)."""
+    def run(self, stop_at=None):
+        """Train to the planned step count; returns the summary (also in summary.json).
+        `stop_at` ends early at that step with a checkpoint, as if the run were interrupted
+        there (used to test that resuming is exact). Ctrl-C also saves a checkpoint first."""
         from tinyllm.progress import progress_bar
 
         c = self.cfg
@@ -244,6 +246,9 @@ class Trainer:
         evals = []
         try:
             while self.step < self.total_steps():
+                if stop_at is not None and self.step >= stop_at:
+                    self.save()
+                    return None
                 t0 = time.perf_counter()
                 loss = self.train_step()
                 dt = time.perf_counter() - t0
@@ -257,6 +262,11 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
                 if self.step % c.eval_interval == 0 or self.step == self.total_steps():
                     evals.append(self._eval_and_save(bar))
+        except KeyboardInterrupt:
+            self.save()
+            self.log(f"\ninterrupted at step {self.step}; checkpoint saved. Continue with: "
+                     f"tinyllm train --resume {self.run_dir}")
+            raise
         finally:
             bar.close()
         wall = time.perf_counter() - start
