@@ -161,6 +161,8 @@ class Trainer:
         self.train_seconds = state["train_seconds"]
         self.train_loader.load_state_dict(state["loader"])
         ckpt.set_rng_state(self.model.rng, state["model_rng"])
+        if self.cfg.max_minutes is None:  # a step count given now (e.g. a longer run) wins
+            self.planned_steps = self.cfg.max_steps
         self.log(f"resumed {self.run_dir} at step {self.step}")
 
     def save(self):

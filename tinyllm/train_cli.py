@@ -89,9 +89,9 @@ def run_train(args) -> int:
 
         saved = read_json(f"{args.resume}/config.json")["train"]
         cfg = TrainConfig.from_dict({**saved, "out_dir": args.resume})
-        for name in ("max_steps", "max_minutes"):
-            if getattr(args, name) is not None:
-                setattr(cfg, name, getattr(args, name))
+        if args.max_steps is not None:  # train on to a new step count
+            cfg.max_steps, cfg.max_minutes = args.max_steps, None
+        cfg.progress = cfg.progress and not args.quiet
         trainer = Trainer(cfg, resume=True)
     else:
         trainer = Trainer(config_from_args(args))
