@@ -62,8 +62,13 @@ class op_hooks:
 class print_ops(op_hooks):
     """Print a line for every forward and every backward call, as they happen:
 
-        forward  mul_0 = mul(a=w, b=x)      -> scalar -6
-        backward mul_0: grad in -0.42       -> a: 1.26, b: -0.84
+        forward  mul_0 = mul(w, x)                        -> scalar 1.2
+        forward  mul_1 = mul(mul_0, mul_0)                -> scalar 1.44
+        backward mul_1: grad in scalar 1                  -> a: scalar 1.2, b: scalar 1.2
+        backward mul_0: grad in scalar 2.4                -> a: scalar 3.6, b: scalar 1.92
+
+    Backward lines show what each op returned for its arguments (a, b, ...), before the engine
+    sums them over broadcast axes and adds up contributions to the same tensor.
     """
 
     def __init__(self, file=None, max_elements=4):
