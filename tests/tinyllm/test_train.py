@@ -10,7 +10,7 @@ import pytest
 from tinyllm import checkpoint as ckpt
 from tinyllm.cli import main
 from tinyllm.model import GPT, GPTConfig
-from tinyllm.train import Trainer, TrainConfig, TrainingDiverged
+from tinyllm.train import TrainConfig, Trainer, TrainingDiverged
 
 TEXT = "\n\n".join(
     f"Document {i}. The quick brown fox number {i} jumps over the lazy dog, "
