@@ -26,7 +26,15 @@ from pathlib import Path
 import numpy as np
 
 import autograd as ag
-from autograd.debug import GraphvizNotFound, backward_steps, explain, render, tape, to_dot
+from autograd.debug import (
+    GraphvizNotFound,
+    backward_steps,
+    explain,
+    render,
+    retain_grads,
+    tape,
+    to_dot,
+)
 
 ag.set_default_dtype(np.float64)  # float64: hand arithmetic and engine agree to ~1e-16
 
@@ -128,16 +136,11 @@ print(f"\nw received {len(to_w)} contributions: {to_w} -> sum {sum(to_w):.6f} = 
 # Blue boxes are inputs that need a gradient, dashed ones constants, orange ovals are ops; the
 # edge labels a and b say which argument of the op each value fills. We re-run backward with
 # `retain_graph=True` so the graph is still there, and keep the intermediates' gradients with
-# `retain_grad()` so the picture shows them too.
+# `retain_grads` (retain_grad() on each) so the picture shows them too.
 
 # %%
 loss, (x, w, b) = build()
-stack = [loss]
-while stack:  # retain_grad on every intermediate, so each box shows its gradient
-    t = stack.pop()
-    if t.grad_fn is not None:
-        t.retain_grad()
-        stack.extend(t._node.inputs)
+retain_grads(loss)  # retain_grad() on every intermediate, so each box shows its gradient
 loss.backward(retain_graph=True)
 dot_text = to_dot(loss)
 print("\nDOT text (first lines):")

@@ -22,12 +22,13 @@ the op-level hooks in `autograd.function`.
 from autograd.debug.anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from autograd.debug.explain import explain, explanation
 from autograd.debug.graph import GraphvizNotFound, render, to_dot
-from autograd.debug.hooks import op_hooks, print_grad, print_ops, time_ops
+from autograd.debug.hooks import op_hooks, print_grad, print_ops, retain_grads, time_ops
 from autograd.debug.steps import Step, backward_steps
 from autograd.debug.tape import Tape, TapeEntry, tape
 
 __all__ = [
     "to_dot", "render", "GraphvizNotFound", "backward_steps", "Step", "tape", "Tape",
-    "TapeEntry", "op_hooks", "print_ops", "time_ops", "print_grad", "detect_anomaly",
+    "TapeEntry", "op_hooks", "print_ops", "time_ops", "print_grad", "retain_grads",
+    "detect_anomaly",
     "AnomalyError", "is_anomaly_enabled", "explain", "explanation",
 ]

@@ -17,7 +17,8 @@ Op hooks (on every op, in `autograd.function.forward_hooks` / `backward_hooks`),
         ...
     print(timer)
 
-and `print_grad(label)` is a ready-made tensor hook that prints the gradient passing by.
+and `print_grad(label)` is a ready-made tensor hook that prints the gradient passing by;
+`retain_grads(loss)` calls `retain_grad()` on every intermediate of a graph at once.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import time
 
 from autograd import function
-from autograd.debug._format import Namer, arg_names, fmt_array, fmt_params, fmt_shape
+from autograd.debug._format import Namer, arg_names, fmt_array, fmt_params, fmt_shape, walk
 
 
 class op_hooks:
@@ -154,3 +155,13 @@ def print_grad(label="grad", file=None, max_elements=8):
         print(f"{label}: {_short(grad, max_elements)}", file=file)
 
     return hook
+
+
+def retain_grads(tensor):
+    """Call `retain_grad()` on every intermediate tensor that `tensor` was computed from (and
+    on `tensor` itself), so that after backward each one shows its gradient, in `to_dot`
+    pictures too. Returns the intermediates, in forward order."""
+    kept = [t for t in walk(tensor) if t._node is not None]
+    for t in kept:
+        t.retain_grad()
+    return kept

@@ -19,6 +19,7 @@ from autograd.debug import (
     print_grad,
     print_ops,
     render,
+    retain_grads,
     tape,
     time_ops,
     to_dot,
@@ -238,6 +239,15 @@ def test_hook_handle_remove_and_retain_grad():
     y.sum().backward()
     np.testing.assert_array_equal(y.grad, [1.0, 1.0])
     np.testing.assert_array_equal(x.grad, [3.0, 3.0])
+
+
+def test_retain_grads_keeps_every_intermediate():
+    loss, _ = neuron()
+    kept = retain_grads(loss)
+    loss.backward()
+    assert len(kept) == 8 and all(t.grad is not None for t in kept)
+    z = [t for t in kept if t.name == "z"][0]
+    assert z.grad.shape == () and loss.grad == 1.0
 
 
 def test_print_grad_hook(capsys):
