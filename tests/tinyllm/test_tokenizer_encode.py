@@ -1,0 +1,258 @@
+"""Encoding and decoding: round trips, the reference encoder, special tokens, the fast paths."""
+
+import functools
+import pickle
+import pydoc_data.topics
+import re
+
+import pytest
+import regex
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tinyllm.tokenizer import BPETokenizer
+from tinyllm.tokenizer.patterns import (
+    ASCII_PATTERNS,
+    PATTERNS,
+    SEGMENT_PATTERNS,
+    make_split,
+    make_split_long,
+)
+from tinyllm.tokenizer.train import merge_pair
+
+SPECIALS = ["<|endoftext|>", "<|pad|>"]
+
+
+def training_text() -> str:
+    topics = pydoc_data.topics.topics
+    return (topics["for"] + topics["while"] + topics["try"]
+            + "def f(x):\n    return x  # naïve café 東京 🎉\n\r\n\t\n" * 3)
+
+
+@functools.cache
+def trained(pattern: str = "gpt4") -> BPETokenizer:
+    return BPETokenizer.train(training_text(), 600, pattern=pattern, special_tokens=SPECIALS)
+
+
+def fresh(pattern: str = "gpt4") -> BPETokenizer:
+    """A new tokenizer with the trained tables and empty caches."""
+    tok = trained(pattern)
+    return BPETokenizer(tok.merges, tok.pattern, tok.special_tokens)
+
+
+def encode_reference(tok: BPETokenizer, text: str) -> list[int]:
+    """The textbook encoder: per chunk, merge the pair with the earliest merge, everywhere."""
+    merges = tok.merges
+    ids = []
+    for chunk in regex.findall(tok.pattern, text):
+        chunk_ids = list(chunk.encode("utf-8"))
+        while len(chunk_ids) >= 2:
+            pairs = set(zip(chunk_ids, chunk_ids[1:]))
+            pair = min(pairs, key=lambda p: merges.get(p, float("inf")))
+            if pair not in merges:
+                break
+            chunk_ids = merge_pair(chunk_ids, pair, merges[pair])
+        ids += chunk_ids
+    return ids
+
+
+# Text that stresses the split: every kind of whitespace, newline runs, indentation,
+# contractions, digits, emoji (with modifiers and ZWJ), CJK, combining marks, controls.
+PIECES = [" ", "  ", "    ", "\t", "\n", "\n\n", "\r\n", "\r", "\x0b", "\x0c", "\x1c", "\x85",
+          "\u2028", "\xa0", "\u3000", "a", "Ab", "word", " the", "'s", "'LL", "1", "12345", ".",
+          "!=", "(", "_x", "é", "e\u0301", "東京", "🎉", "👍🏽", "👩\u200d💻", "\x00", "\x7f",
+          "<|endoftext|>"[:5]]
+any_text = st.one_of(
+    st.text(max_size=80),
+    st.lists(st.sampled_from(PIECES), max_size=40).map("".join),
+)
+PATTERN_NAMES = st.sampled_from(["gpt2", "gpt4"])
+
+
+@given(text=any_text, pattern=PATTERN_NAMES)
+def test_round_trip(text, pattern):
+    tok = trained(pattern)
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text
+    assert tok.decode_bytes(ids) == text.encode("utf-8")
+    assert all(0 <= i < tok.vocab_size for i in ids)
+
+
+def test_round_trip_edge_cases():
+    tok = trained()
+    for text in ["", " ", "\r\n", " " * 1000, "\n" * 50 + "x", "a" * 5000, "🎉" * 100]:
+        assert tok.decode(tok.encode(text)) == text
+
+
+@given(text=any_text, pattern=PATTERN_NAMES)
+def test_encode_equals_reference_encoder(text, pattern):
+    tok = fresh(pattern)
+    expected = encode_reference(tok, text)
+    assert tok.encode(text) == expected  # cold caches
+    assert tok.encode(text) == expected  # warm caches
+
+
+def test_encode_equals_reference_on_real_text():
+    tok = fresh()
+    text = pydoc_data.topics.topics["class"]
+    assert tok.encode(text) == encode_reference(tok, text)
+
+
+def test_lone_surrogate_is_a_clear_error():
+    tok = trained()
+    with pytest.raises(ValueError, match=r"surrogate '\\ud800' \(U\+D800\) at index 3"):
+        tok.encode("abc\ud800def")
+    with pytest.raises(ValueError, match="surrogate"):
+        tok.encode_ordinary("\udfff")
+
+
+@given(ids=st.lists(st.integers(0, 599), max_size=50))
+def test_decoding_any_ids_never_crashes(ids):
+    tok = trained()
+    text = tok.decode(ids)  # invalid UTF-8 (a token cut mid-character) becomes U+FFFD
+    assert isinstance(text, str)
+    assert tok.decode_bytes(ids) == b"".join(tok.token_to_bytes(i) for i in ids)
+
+
+def test_decoding_unknown_ids_is_a_clear_error():
+    tok = trained()
+    for bad in (600, -1, 10**9):
+        with pytest.raises(ValueError, match=f"unknown token id {bad}"):
+            tok.decode([1, bad])
+    with pytest.raises(UnicodeDecodeError):
+        tok.decode([0xE6], errors="strict")  # the first byte of a 3-byte character
+    assert tok.decode([0xE6]) == "\ufffd"
+
+
+def test_ids_are_bytes_then_merges_then_special_tokens():
+    tok = trained()
+    assert [tok.token_to_bytes(i) for i in range(256)] == [bytes([b]) for b in range(256)]
+    for (a, b), z in tok.merges.items():
+        assert tok.vocab[z] == tok.vocab[a] + tok.vocab[b]
+    assert list(tok.merges.values()) == list(range(256, 598))
+    assert tok.special_tokens == {"<|endoftext|>": 598, "<|pad|>": 599}
+
+
+# --- special tokens ---------------------------------------------------------------------------
+def test_special_tokens_disallowed_by_default():
+    tok = trained()
+    with pytest.raises(ValueError, match="special token '<|endoftext|>'"):
+        tok.encode("hello<|endoftext|>")
+    with pytest.raises(ValueError, match="not allowed"):
+        tok.encode("<|pad|>", allowed_special={"<|endoftext|>"})
+
+
+def test_special_tokens_allowed():
+    tok = trained()
+    ids = tok.encode("a<|endoftext|>b<|pad|><|endoftext|>", allowed_special="all")
+    assert ids == [*tok.encode("a"), 598, *tok.encode("b"), 599, 598]
+    assert tok.decode(ids) == "a<|endoftext|>b<|pad|><|endoftext|>"
+    ids = tok.encode("x<|endoftext|><|pad|>", allowed_special={"<|endoftext|>"},
+                     disallowed_special=())
+    assert ids == [*tok.encode("x"), 598, *tok.encode_ordinary("<|pad|>")]
+
+
+def test_special_tokens_as_ordinary_text():
+    tok = trained()
+    text = "a<|endoftext|>b"
+    ids = tok.encode(text, allowed_special="none")
+    assert ids == tok.encode_ordinary(text)
+    assert 598 not in ids
+    assert tok.decode(ids) == text
+
+
+def test_special_token_arguments_are_checked():
+    tok = trained()
+    with pytest.raises(ValueError, match="not special tokens"):
+        tok.encode("x", allowed_special={"<|nope|>"})
+    with pytest.raises(ValueError, match="wrap one token in a set"):
+        tok.encode("x", allowed_special="<|endoftext|>")
+
+
+def test_longest_special_token_wins():
+    tok = BPETokenizer({}, "gpt4", {"<|end|>": 256, "<|endoftext|>": 257})
+    assert tok.encode("<|endoftext|><|end|>", allowed_special="all") == [257, 256]
+
+
+@given(text=st.lists(st.sampled_from(PIECES + SPECIALS), max_size=30).map("".join))
+def test_round_trip_with_special_tokens(text):
+    tok = trained()
+    assert tok.decode(tok.encode(text, allowed_special="all")) == text
+    assert tok.decode(tok.encode(text, allowed_special="none")) == text
+
+
+# --- the fast paths equal the plain split --------------------------------------------------------
+@given(text=st.lists(st.sampled_from(PIECES), max_size=40).map("".join), pattern=PATTERN_NAMES)
+def test_line_cuts_are_safe(text, pattern):
+    split = regex.compile(PATTERNS[pattern]).findall
+    lines = regex.findall(SEGMENT_PATTERNS[pattern], text)
+    assert "".join(lines) == text
+    assert [chunk for line in lines for chunk in split(line)] == split(text)
+    assert make_split_long(PATTERNS[pattern])(text) == split(text)
+
+
+@given(text=st.text(st.characters(max_codepoint=127), max_size=80), pattern=PATTERN_NAMES)
+def test_ascii_twin_splits_like_the_published_pattern(text, pattern):
+    expected = regex.findall(PATTERNS[pattern], text)
+    assert re.findall(ASCII_PATTERNS[pattern], text, re.ASCII) == expected
+    assert make_split(PATTERNS[pattern])(text) == expected
+
+
+@given(text=any_text)
+def test_line_cache_equals_chunk_path(text):
+    tok = fresh()
+    assert tok.encode_ordinary(text) == tok._encode_line(text)  # lines vs one split
+
+
+def test_custom_pattern():
+    tok = BPETokenizer.train("ab ab abc, abc", 260, pattern=r"\w+|\W")
+    assert tok.pattern_name is None
+    assert tok.decode(tok.encode("abc abc")) == "abc abc"
+    with pytest.raises(ValueError, match="invalid split pattern"):
+        BPETokenizer(pattern="(")
+
+
+def test_cache_is_bounded_and_can_be_cleared():
+    tok = fresh()
+    tok._chunk_cache.max_size = tok._line_cache.max_size = 8
+    text = " ".join(f"w{i}" for i in range(100)) + "\n" + "\n".join(f"l{i}" for i in range(50))
+    assert tok.encode(text) == encode_reference(tok, text)
+    assert len(tok._chunk_cache) <= 8 and len(tok._line_cache) <= 8
+    tok.clear_cache()
+    assert len(tok._chunk_cache) == 0 and len(tok._line_cache) == 0
+
+
+def test_encode_batch_and_pickle():
+    tok = trained()
+    texts = ["hello world", "", "<|endoftext|>", "東京"]
+    assert tok.encode_batch(texts, allowed_special="all") == [
+        tok.encode(t, allowed_special="all") for t in texts]
+    clone = pickle.loads(pickle.dumps(tok))
+    assert clone.merges == tok.merges and clone.special_tokens == tok.special_tokens
+    assert clone.encode(training_text()) == tok.encode(training_text())
+
+
+def test_inconsistent_tables_are_rejected():
+    with pytest.raises(ValueError, match="uses id 300"):
+        BPETokenizer({(1, 300): 256})
+    with pytest.raises(ValueError, match="already exists"):
+        BPETokenizer({(1, 2): 255})
+    with pytest.raises(ValueError, match="must increase"):
+        BPETokenizer({(1, 2): 257, (3, 4): 256})
+    with pytest.raises(ValueError, match="already taken"):
+        BPETokenizer({(1, 2): 256}, special_tokens={"<|x|>": 256})
+
+
+@given(text=any_text)
+def test_tiktoken_gives_the_same_ids(text):
+    tiktoken = pytest.importorskip("tiktoken")
+    tok = trained()
+    enc = _tiktoken_encoding(tiktoken, tok)
+    assert tok.encode(text, allowed_special="all") == enc.encode(text, allowed_special="all")
+
+
+@functools.cache
+def _tiktoken_encoding(tiktoken, tok):
+    ranks = {data: i for i, data in tok.vocab.items()}
+    return tiktoken.Encoding("test", pat_str=tok.pattern, mergeable_ranks=ranks,
+                             special_tokens=tok.special_tokens)
