@@ -1,0 +1,240 @@
+"""Training speed and memory of the GPT, optionally against the same model in PyTorch.
+
+    python benchmarks/bench_train.py --config S [--device cpu|cuda] [--compare torch] [--steps 10]
+
+Prints one JSON line: tokens/s (median step after warm-up), the forward / backward / optimizer
+split, peak memory (RSS of a separate process running only that framework, on the CPU; the
+CuPy pool's peak on the GPU), model FLOPs per token (6N + 12 L T d), and the fraction of the
+matrix-product peak (a large float32 matmul measured in the same run) that the step achieves.
+With --compare torch (and PyTorch installed) both frameworks run in the same process, steps
+alternating, with the same thread count, and the ratio is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+CONFIGS = {
+    "S": dict(n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=512, batch_size=16),
+    "M": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=4096, batch_size=8),
+}
+
+
+def _sync(device):
+    if device == "cuda":
+        from autograd.backend import _cupy
+
+        _cupy().cuda.Device().synchronize()
+
+
+def ours(cfg, device, dtype="float32"):
+    """A step function for tinyllm's GPT: returns (forward, backward, optimizer) seconds."""
+    import autograd as ag
+    from tinyllm.model import GPT, GPTConfig
+    from tinyllm.train import param_groups
+
+    if device == "cuda":
+        ag.set_default_device("cuda")
+    model_cfg = {k: v for k, v in cfg.items() if k != "batch_size"}
+    model = GPT(GPTConfig(**model_cfg, dtype=dtype))
+    opt = ag.optim.AdamW(param_groups(model, 0.1), lr=3e-4, betas=(0.9, 0.95))
+    rng = np.random.default_rng(0)
+    shape = (cfg["batch_size"], cfg["block_size"])
+    batches = [(rng.integers(0, cfg["vocab_size"], shape), rng.integers(0, cfg["vocab_size"], shape))
+               for _ in range(4)]
+    state = {"i": 0}
+
+    def step():
+        x, y = batches[state["i"] % 4]
+        state["i"] += 1
+        t0 = time.perf_counter()
+        _, loss = model(x, y)
+        _sync(device)
+        t1 = time.perf_counter()
+        loss.backward()
+        _sync(device)
+        t2 = time.perf_counter()
+        ag.optim.clip_grad_norm(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+        _sync(device)
+        return t1 - t0, t2 - t1, time.perf_counter() - t2
+
+    return step, model.estimate_flops_per_token(), model.num_parameters()
+
+
+def theirs(cfg, device):
+    """The same step in PyTorch eager."""
+    import torch
+    from torch_gpt import TorchGPT
+
+    dev = "cuda" if device == "cuda" else "cpu"
+    torch.manual_seed(0)
+    model_cfg = {k: v for k, v in cfg.items() if k != "batch_size"}
+    model = TorchGPT(**model_cfg).to(dev)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=3e-4,
+                            betas=(0.9, 0.95), foreach=True)
+    g = torch.Generator().manual_seed(0)
+    shape = (cfg["batch_size"], cfg["block_size"])
+    batches = [(torch.randint(0, cfg["vocab_size"], shape, generator=g).to(dev),
+                torch.randint(0, cfg["vocab_size"], shape, generator=g).to(dev)) for _ in range(4)]
+    state = {"i": 0}
+
+    def sync():
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
+    def step():
+        x, y = batches[state["i"] % 4]
+        state["i"] += 1
+        t0 = time.perf_counter()
+        loss = model(x, y)
+        sync()
+        t1 = time.perf_counter()
+        loss.backward()
+        sync()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sync()
+        return t1 - t0, t2 - t1, time.perf_counter() - t2
+
+    return step
+
+
+def matmul_peak(device, n=2048):
+    """FLOP/s of a large float32 matrix product: the ceiling a training step can approach."""
+    if device == "cuda":
+        from autograd.backend import _cupy
+
+        xp = _cupy()
+    else:
+        xp = np
+    a = xp.asarray(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32))
+    b = a.copy()
+    a @ b
+    _sync(device)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def summarize(times, tokens_per_step):
+    total = [sum(t) for t in times]
+    med = statistics.median(total)
+    split = [statistics.median(t[i] for t in times) for i in range(3)]
+    return {"tokens_per_s": round(tokens_per_step / med, 1), "step_ms": round(med * 1e3, 2),
+            "forward_ms": round(split[0] * 1e3, 2), "backward_ms": round(split[1] * 1e3, 2),
+            "optimizer_ms": round(split[2] * 1e3, 2)}
+
+
+def peak_memory_child(config, framework, device, steps=3):
+    """Peak memory of a fresh process that builds and trains only one framework's model."""
+    cmd = [sys.executable, __file__, "--config", config, "--device", device,
+           "--memory-only", framework, "--steps", str(steps)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def memory_only(args):
+    cfg = CONFIGS[args.config]
+    step = ours(cfg, args.device)[0] if args.memory_only == "ours" else theirs(cfg, args.device)
+    for _ in range(args.steps):
+        step()
+    if args.device == "cuda" and args.memory_only == "ours":
+        from autograd.backend import _cupy
+
+        peak = _cupy().get_default_memory_pool().total_bytes() / 2**20
+    elif args.device == "cuda":
+        import torch
+
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = peak_rss_mb()
+    print(json.dumps({"peak_mb": round(peak, 1)}))
+
+
+def peak_rss_mb():
+    """This process's peak resident memory. VmHWM belongs to the process's own address space;
+    ru_maxrss would carry over the parent's peak across fork + exec on Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser(description="GPT training speed and memory")
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="S")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--compare", choices=["torch"], default=None)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--memory-only", choices=["ours", "torch"], default=None,
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_only:
+        return memory_only(args)
+    cfg = CONFIGS[args.config]
+    tokens_per_step = cfg["batch_size"] * cfg["block_size"]
+    step, flops_per_token, n_params = ours(cfg, args.device, args.dtype)
+    runners = {"ours": step}
+    if args.compare == "torch":
+        try:
+            import torch
+        except ImportError:
+            print("PyTorch is not installed: pip install torch==2.13.0", file=sys.stderr)
+            args.compare = None
+        else:
+            torch.set_num_threads(args.threads)
+            runners["torch"] = theirs(cfg, args.device)
+    times = {name: [] for name in runners}
+    for i in range(args.warmup + args.steps):
+        for name, run in runners.items():  # alternate, so both see the same machine state
+            t = run()
+            if i >= args.warmup:
+                times[name].append(t)
+    peak = matmul_peak(args.device)
+    result = {"benchmark": "train", "config": args.config, "device": args.device,
+              "dtype": args.dtype, "threads": args.threads, "parameters": n_params,
+              "flops_per_token": flops_per_token, "matmul_peak_gflops": round(peak / 1e9, 1)}
+    for name in runners:
+        s = summarize(times[name], tokens_per_step)
+        s["fraction_of_matmul_peak"] = round(s["tokens_per_s"] * flops_per_token / peak, 3)
+        s["peak_memory_mb"] = peak_memory_child(args.config, name, args.device)
+        result[name] = s
+    if "torch" in result:
+        result["speed_ratio_vs_torch"] = round(
+            result["ours"]["tokens_per_s"] / result["torch"]["tokens_per_s"], 3)
+        result["memory_ratio_vs_torch"] = round(
+            result["ours"]["peak_memory_mb"] / result["torch"]["peak_memory_mb"], 3)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
