@@ -268,12 +268,14 @@ class _PairIndex:
             w = words[c]
             f = freqs[c]
             i = 0
-            while i < len(w) - 1:
+            last = len(w) - 1  # index of the last token
+            while i < last:
                 if w[i] != a or w[i + 1] != b:
                     i += 1
                     continue
                 w[i] = z
                 del w[i + 1]
+                last -= 1
                 if i > 0:
                     left = w[i - 1]
                     counts[left, a] -= f
@@ -285,7 +287,7 @@ class _PairIndex:
                         counts[p] = f
                         where[p] = {c}
                         new_pairs[p] = c * stride
-                if i + 1 < len(w):
+                if i < last:
                     right = w[i + 1]
                     counts[b, right] -= f
                     p = (z, right)
