@@ -13,6 +13,9 @@ Encoding text takes three steps:
 
 Step 3 is the costly one, but text repeats: a chunk cache maps each chunk string to its ids, so
 step 3 runs once per *distinct* chunk, and encoding is mostly the regex split plus dict lookups.
+For the named patterns a second cache holds whole lines (cut where cutting provably changes no
+chunk, see `patterns.SEGMENT_PATTERNS`), so text seen before skips even the split; and ASCII
+lines are split by an equivalent pattern for the faster standard `re` module.
 
 Ids: ``0..255`` are the single bytes in byte order for a trained tokenizer (a loaded GPT-2 or
 tiktoken tokenizer keeps its own byte ids), merge ``k`` creates the next id, and the special
@@ -78,8 +81,8 @@ class BPETokenizer:
 
     #: most entries kept in each encoding cache (chunks, lines)
     CACHE_SIZE = 1 << 17
-    #: longest line (in characters) that the line cache keeps
-    MAX_CACHED_LINE = 2000
+    #: longest piece (in characters) that a cache keeps
+    MAX_CACHED_LEN = 2000
 
     def __init__(self, merges=None, pattern: str = "gpt4", special_tokens=None, byte_ids=None):
         self.pattern_name, self.pattern = resolve_pattern(pattern)
@@ -92,11 +95,12 @@ class BPETokenizer:
         self._id_to_bytes = dict(self._vocab)  # vocab plus the special tokens' UTF-8
         for s, i in self._special_tokens.items():
             self._id_to_bytes[i] = s.encode("utf-8")
+        self._vocab_size = max(self._id_to_bytes) + 1
         self._special_regex = {}  # frozenset of allowed specials -> compiled alternation
         # two caches: chunk -> ids (saves the merges), and line -> ids (saves the regex split
         # too; only for the named patterns, whose safe line cuts are known: see patterns.py)
-        self._chunk_cache = _Cache(self._encode_chunk, self.CACHE_SIZE, self.MAX_CACHED_LINE)
-        self._line_cache = _Cache(self._encode_line, self.CACHE_SIZE, self.MAX_CACHED_LINE)
+        self._chunk_cache = _Cache(self._encode_chunk, self.CACHE_SIZE, self.MAX_CACHED_LEN)
+        self._line_cache = _Cache(self._encode_line, self.CACHE_SIZE, self.MAX_CACHED_LEN)
         segment_pattern = SEGMENT_PATTERNS.get(self.pattern_name)
         self._lines = compile_pattern(segment_pattern).findall if segment_pattern else None
         self.train_result: TrainResult | None = None  # set by `train`
@@ -198,7 +202,7 @@ class BPETokenizer:
     @property
     def vocab_size(self) -> int:
         """One more than the largest id: the size of a model's embedding table."""
-        return max(self._id_to_bytes) + 1
+        return self._vocab_size
 
     def __repr__(self) -> str:
         pattern = self.pattern_name or self.pattern
