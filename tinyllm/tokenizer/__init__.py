@@ -14,6 +14,7 @@ this project's JSON, GPT-2 ``vocab.json`` + ``merges.txt``, tiktoken rank files,
 """
 
 from .bpe import BPETokenizer
+from .io import TokenizerFileError
 from .patterns import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, PATTERNS
 from .train import TrainResult, train_bpe, train_reference
 
@@ -22,6 +23,7 @@ __all__ = [
     "GPT2_SPLIT_PATTERN",
     "GPT4_SPLIT_PATTERN",
     "PATTERNS",
+    "TokenizerFileError",
     "TrainResult",
     "train_bpe",
     "train_reference",
