@@ -1,14 +1,21 @@
-"""Scaled dot-product attention as one fused op with its own backward."""
+"""Scaled dot-product attention as one fused op with its own backward.
+
+The work is done in blocks of a few (batch, head) pairs at a time, each block's (T, S) score
+matrices small enough to stay in the CPU cache while the softmax makes its passes over them; the
+big arrays are touched once per block instead of once per pass. On a GPU the whole batch is one
+block.
+"""
 
 from __future__ import annotations
 
 import math
 
-from autograd.backend import get_array_module
+from autograd.backend import get_array_module, is_cupy_array
 from autograd.function import Function
 from autograd.ops.softmax import stable_softmax
 
 _causal_cache: dict = {}
+_BLOCK_BYTES = 1 << 20  # scores per block: about 1 MB, a comfortable fit in L2
 
 
 def causal_bias(T, S, xp, dtype):
@@ -26,6 +33,12 @@ def causal_bias(T, S, xp, dtype):
             _causal_cache.clear()
         _causal_cache[key] = bias
     return bias
+
+
+def _blocks(n, T, S, itemsize, on_gpu):
+    """Slices of the n flattened (batch, head) pairs, each holding about _BLOCK_BYTES of scores."""
+    step = n if on_gpu else max(1, min(n, _BLOCK_BYTES // max(T * S * itemsize, 1)))
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
 class ScaledDotProductAttention(Function):
@@ -50,30 +63,66 @@ class ScaledDotProductAttention(Function):
         T, S = q.shape[-2], k.shape[-2]
         if causal and S < T:
             raise ValueError(f"attention: causal needs as many keys ({S}) as queries ({T})")
-        scale = 1.0 / math.sqrt(q.shape[-1])  # a Python float: no float64 promotion
-        scores = q @ xp.swapaxes(k, -1, -2)
-        scores *= scale
-        bias = causal_bias(T, S, xp, scores.dtype) if causal else None
-        probs, _ = stable_softmax(scores, axis=-1, keep=mask, bias=bias)
-        dropped = probs
-        if keep is not None:
-            dropped = probs * keep * scores.dtype.type(1.0 / (1.0 - dropout_p))
-        ctx.save_for_backward(q, k, v, probs, dropped, keep)
-        ctx.scale = scale
-        return dropped @ v
+        lead = q.shape[:-2]
+        if k.shape[:-2] != lead or v.shape[:-2] != lead:
+            # Broadcast batch axes: materialise them once so every block sees plain arrays.
+            lead = xp.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+            q, k, v = (xp.broadcast_to(t, (*lead, *t.shape[-2:])) for t in (q, k, v))
+        ctx.shapes = (q.shape, k.shape, v.shape)
+        ctx.scale = scale = 1.0 / math.sqrt(q.shape[-1])  # a Python float: no float64 promotion
+        ctx.drop_scale = 1.0 / (1.0 - dropout_p) if keep is not None else None
+        qf, kf, vf = (t.reshape(-1, *t.shape[-2:]) for t in (q, k, v))
+        n = qf.shape[0]
+        bias = causal_bias(T, S, xp, q.dtype) if causal else None
+        full_mask = None if mask is None else xp.broadcast_to(mask, (*lead, T, S)).reshape(n, T, S)
+        keep_f = None if keep is None else xp.broadcast_to(keep, (*lead, T, S)).reshape(n, T, S)
+        probs = xp.empty((n, T, S), dtype=q.dtype)
+        out = xp.empty((n, T, vf.shape[-1]), dtype=q.dtype)
+        for blk in _blocks(n, T, S, q.dtype.itemsize, is_cupy_array(q)):
+            p = probs[blk]  # the scores are computed, and turned into probabilities, in place
+            xp.matmul(qf[blk], xp.swapaxes(kf[blk], -1, -2), out=p)
+            p *= scale
+            if full_mask is None:
+                _softmax_inplace(p, bias, xp)
+            else:  # user masks may hide whole rows: take the careful path
+                p[...] = stable_softmax(p, axis=-1, keep=full_mask[blk], bias=bias)[0]
+            if keep_f is not None:
+                p = p * keep_f[blk]
+                p *= ctx.drop_scale
+            xp.matmul(p, vf[blk], out=out[blk])
+        ctx.save_for_backward(qf, kf, vf, probs, keep_f)
+        return out.reshape(*lead, T, vf.shape[-1])
 
     @staticmethod
     def backward(ctx, g):
-        q, k, v, probs, dropped, keep = ctx.saved
+        qf, kf, vf, probs, keep_f = ctx.saved
         xp = get_array_module(g)
-        gv = xp.swapaxes(dropped, -1, -2) @ g
-        gp = g @ xp.swapaxes(v, -1, -2)
-        if keep is not None:
-            gp *= keep
-            gp *= gp.dtype.type(1.0 / (1.0 - ctx.params["dropout_p"]))
-        gp *= probs  # from here on: dS = A * dA - A * sum(A * dA)
-        gp -= probs * gp.sum(axis=-1, keepdims=True)
-        gp *= ctx.scale
-        gq = gp @ k
-        gk = xp.swapaxes(gp, -1, -2) @ q
-        return gq, gk, gv
+        n, T, S = probs.shape
+        gf = g.reshape(n, T, -1)
+        gq, gk, gv = xp.empty_like(qf), xp.empty_like(kf), xp.empty_like(vf)
+        for blk in _blocks(n, T, S, probs.dtype.itemsize, is_cupy_array(g)):
+            a = probs[blk]
+            p = a if keep_f is None else a * keep_f[blk] * probs.dtype.type(ctx.drop_scale)
+            xp.matmul(xp.swapaxes(p, -1, -2), gf[blk], out=gv[blk])
+            gs = gf[blk] @ xp.swapaxes(vf[blk], -1, -2)  # dP, then dA, then dS, in place
+            if keep_f is not None:
+                gs *= keep_f[blk]
+                gs *= ctx.drop_scale
+            gs *= a
+            gs -= a * gs.sum(axis=-1, keepdims=True)
+            gs *= ctx.scale
+            xp.matmul(gs, kf[blk], out=gq[blk])
+            xp.matmul(xp.swapaxes(gs, -1, -2), qf[blk], out=gk[blk])
+        q_shape, k_shape, v_shape = ctx.shapes
+        return gq.reshape(q_shape), gk.reshape(k_shape), gv.reshape(v_shape)
+
+
+def _softmax_inplace(s, bias, xp):
+    """Softmax over the last axis of a score block, in place. Without a user mask every row keeps
+    at least one position (the causal diagonal), so no row is empty and the max is finite."""
+    if bias is not None:
+        s += bias
+    s -= s.max(axis=-1, keepdims=True)
+    xp.exp(s, out=s)
+    s /= s.sum(axis=-1, keepdims=True)
+    return s
