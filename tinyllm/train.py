@@ -255,8 +255,8 @@ class Trainer:
                 loss = self.train_step()
                 dt = time.perf_counter() - t0
                 self.train_seconds = time.perf_counter() - start
-                if self.planned_steps is None and self.step == 5:
-                    self._plan_steps(dt)
+                if c.max_minutes and (self.step in (10, 50) or self.step % c.eval_interval == 0):
+                    self._plan_steps()  # re-planned as the measured speed settles
                     bar.total = self.total_steps()
                 self._metrics({"step": self.step, "loss": loss, "lr": self.lr_at(self.step - 1),
                                "tokens_per_s": tokens_per_step / dt, "time_s": self.train_seconds})
@@ -284,14 +284,16 @@ class Trainer:
         plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
         return summary
 
-    def _plan_steps(self, step_seconds):
-        """Fit the schedule to the time budget, once, from the speed of the first steps."""
+    def _plan_steps(self):
+        """Fit the step count to the time budget from the speed so far (evaluations included),
+        so the cosine schedule ends at its floor when the time is up."""
         c = self.cfg
-        eval_cost = c.eval_batches * step_seconds / 3  # forward only, roughly a third
+        per_step = self.train_seconds / self.step
         budget = c.max_minutes * 60 - self.train_seconds
-        per_step = step_seconds + eval_cost / c.eval_interval
-        self.planned_steps = max(self.step + 1, min(c.max_steps, self.step + int(budget / per_step)))
-        self.log(f"planned {self.planned_steps} steps to fit {c.max_minutes} minutes")
+        planned = max(self.step + 1, min(c.max_steps, self.step + int(budget / per_step)))
+        if planned != self.planned_steps:
+            self.planned_steps = planned
+            self.log(f"planned {planned} steps to fit {c.max_minutes} minutes")
 
     def _eval_and_save(self, bar):
         metrics = self.evaluate()
