@@ -13,6 +13,7 @@
         loss.backward()
     explain("softmax")            # an op's forward formula and vector-Jacobian product
     with print_ops(): ...         # print every forward and backward call (see hooks.py)
+    with check_dtypes(): ...      # stop at the first op that silently changes the float dtype
 
 Tensor hooks (`t.register_hook(fn)`) and `t.retain_grad()` are methods of `Tensor`.
 Nothing here changes what the engine computes: each tool reads the graph, or listens through
@@ -20,6 +21,7 @@ the op-level hooks in `autograd.function`.
 """
 
 from autograd.debug.anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
+from autograd.debug.dtype_guard import DtypeError, check_dtypes
 from autograd.debug.explain import explain, explanation
 from autograd.debug.graph import GraphvizNotFound, render, to_dot
 from autograd.debug.hooks import op_hooks, print_grad, print_ops, retain_grads, time_ops
@@ -30,5 +32,5 @@ __all__ = [
     "to_dot", "render", "GraphvizNotFound", "backward_steps", "Step", "tape", "Tape",
     "TapeEntry", "op_hooks", "print_ops", "time_ops", "print_grad", "retain_grads",
     "detect_anomaly",
-    "AnomalyError", "is_anomaly_enabled", "explain", "explanation",
+    "AnomalyError", "is_anomaly_enabled", "explain", "explanation", "check_dtypes", "DtypeError",
 ]
