@@ -151,14 +151,13 @@ def test_builtin_input_and_literal_end_of_text_in_a_document(tmp_path):
 
 
 def test_prepare_trains_a_tokenizer_and_cli_reuses_it(tmp_path, corpus, capsys):
-    pytest.importorskip("tinyllm.tokenizer.io")  # saving needs it
-    tokenizer = pytest.importorskip("tinyllm.tokenizer")
     from tinyllm.cli import main
+    from tinyllm.tokenizer import BPETokenizer
 
     root, _ = corpus
     summary = prepare([root], tmp_path / "a", vocab_size=300, progress=False)
     assert summary["tokenizer"]["trained"] and summary["tokenizer"]["vocab_size"] == 300
-    tok = tokenizer.BPETokenizer.load(tmp_path / "a" / "tokenizer.json")
+    tok = BPETokenizer.load(tmp_path / "a" / "tokenizer.json")
     eot = tok.special_tokens[EOT]
     train = read_tokens(tmp_path / "a" / "train.bin")
     first = train[: int(np.flatnonzero(train == eot)[0])]
@@ -175,7 +174,6 @@ def test_prepare_trains_a_tokenizer_and_cli_reuses_it(tmp_path, corpus, capsys):
 
 
 def test_cli_empty_corpus_exit_code(tmp_path, capsys):
-    pytest.importorskip("tinyllm.tokenizer.io")
     from tinyllm.cli import main
 
     (tmp_path / "a.txt").write_text("tiny")

@@ -36,10 +36,13 @@ def register(subparsers) -> None:
         nargs="+",
         action="extend",
         required=True,
+        default=argparse.SUPPRESS,  # required: no "(default: None)" in the help
         metavar="PATH",
         help="input files or folders, or builtin:pydoc / builtin:stdlib",
     )
-    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--out", "-o", required=True, default=argparse.SUPPRESS, metavar="DIR", help="output folder"
+    )
     tok = p.add_mutually_exclusive_group()
     tok.add_argument("--tokenizer", metavar="PATH", help="a saved tokenizer (JSON) to use")
     tok.add_argument(

@@ -39,6 +39,10 @@ EOT = "<|endoftext|>"  # the special token written after every document
 BUILTIN_PREFIX = "builtin:"
 _BATCH_BYTES = 1 << 20  # documents are deduplicated and tokenized about 1 MB at a time
 _LENGTH = struct.Struct("<I")  # length prefix of each document in the temporary file
+# The tokenizer caches the encodings of chunks and whole lines. On a large corpus of mostly
+# unique lines that cache holds hundreds of megabytes of lines never seen again, so we empty
+# it after every this many bytes of text (it refills with the frequent chunks at once).
+_CLEAR_CACHE_BYTES = 16 << 20
 
 
 class EmptyCorpusError(ValueError):
@@ -307,7 +311,7 @@ def _tokenize(temp_path, out_dir, tokenizer, n_docs, total_bytes, val_fraction, 
     bar = _progress_bar(progress, total_bytes, "tokenizing")
     with (TokenWriter(out_dir / "train.bin", tokenizer.vocab_size) as train,
           TokenWriter(out_dir / "val.bin", tokenizer.vocab_size) as val):  # fmt: skip
-        index = 0
+        index = since_clear = 0
         for batch in _batches(_read_docs(temp_path), batch_bytes):
             ids = {"train": [], "val": []}
             for text in batch:
@@ -324,6 +328,10 @@ def _tokenize(temp_path, out_dir, tokenizer, n_docs, total_bytes, val_fraction, 
                 counts[split]["bytes"] += size
                 bar.update(size)
                 index += 1
+            since_clear += sum(len(text) for text in batch)
+            if since_clear >= _CLEAR_CACHE_BYTES and hasattr(tokenizer, "clear_cache"):
+                tokenizer.clear_cache()
+                since_clear = 0
             for split, writer in (("train", train), ("val", val)):
                 if ids[split]:
                     writer.write(np.concatenate([np.asarray(x, dtype=np.int64)
@@ -345,4 +353,4 @@ def _progress_bar(enabled: bool, total: int | None, desc: str, unit: str = "B"):
         return _NoBar()
     from tqdm import tqdm  # imported here: only the command line needs it
 
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=sys.stderr)
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "B", file=sys.stderr)
