@@ -86,6 +86,11 @@ def test_normalize_nfc_newlines_controls_spaces():
     assert normalize(raw) == "Caf\u00e9\nline2\nline3\nxyz\n\nend of it"
 
 
+def test_normalize_composes_after_removing_control_characters():
+    # Removing the NUL brings "e" and the combining accent together; the result must be NFC.
+    assert normalize("caf" + "e\x00\u0301") == "caf\u00e9"
+
+
 def test_normalize_keeps_indentation_and_tabs_at_line_start():
     code = "def f():\n    return  1\n\tindented"
     assert normalize(code) == "def f():\n    return 1\n\tindented"

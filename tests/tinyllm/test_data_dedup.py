@@ -104,3 +104,16 @@ def test_lsh_params():
         assert (1 / bands) ** (1 / rows) <= threshold
     with pytest.raises(ValueError):
         lsh_params(0.0, 128)
+
+
+def test_word_hashing_in_blocks_matches_one_pass():
+    rng = np.random.default_rng(5)
+    text = make_doc(rng, 500) + " caf\u00e9 na\u00efve " + make_doc(rng, 100)
+    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    hasher = MinHasher()
+    starts, hashes = hasher.word_hashes(data)
+    assert len(starts) == len(text.split())
+    for block in (7, 64, 1000):
+        s, h = hasher.word_hashes(data, block=block)
+        np.testing.assert_array_equal(s, starts)
+        np.testing.assert_array_equal(h, hashes)

@@ -145,18 +145,9 @@ class _TextExtractor(HTMLParser):
             self.rawdata = ""
         super().close()
 
-    # Comments, <!DOCTYPE>, <?processing instructions?> and <![CDATA[...]]> are not text.
-    def handle_comment(self, data: str) -> None:
-        pass
-
-    def handle_decl(self, decl: str) -> None:
-        pass
-
-    def handle_pi(self, data: str) -> None:
-        pass
-
-    def unknown_decl(self, data: str) -> None:
-        pass
+    # Comments, <!DOCTYPE>, <?processing instructions?> and <![CDATA[...]]> go to
+    # handle_comment, handle_decl, handle_pi and unknown_decl, which HTMLParser leaves empty:
+    # they are not text, so we do not override them.
 
 
 _UNFINISHED = re.compile(r"<[a-zA-Z/!?]")

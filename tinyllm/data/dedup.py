@@ -98,12 +98,39 @@ class MinHasher:
         is_word[0x80:] = True  # any byte of a multi-byte UTF-8 character
         self._is_word = is_word
 
-    def word_hashes(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def word_hashes(self, data: np.ndarray, block: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
         """Hash every word of the byte array `data`; return (word start offsets, uint64 hashes).
 
         The hash of a word is the XOR over its bytes of ``table[position in word, byte]``
-        (positions past 63 wrap around), computed for all words with one `reduceat`.
+        (positions past 63 wrap around), computed for all words with one `reduceat`. The work
+        needs about 25 bytes of temporary memory per input byte, so long inputs are done in
+        blocks of `block` bytes, each cut just after a word ends.
         """
+        all_starts, all_hashes = [], []
+        lo = 0
+        while lo < data.size:
+            hi = min(lo + block, data.size)
+            hi = self._next_break(data, hi)  # never cut a word in two
+            starts, hashes = self._word_hashes_block(data[lo:hi])
+            all_starts.append(starts + lo)
+            all_hashes.append(hashes)
+            lo = hi
+        if not all_starts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+        return np.concatenate(all_starts), np.concatenate(all_hashes)
+
+    def _next_break(self, data: np.ndarray, i: int) -> int:
+        """The index of the first non-word byte at or after `i` (or the end of `data`)."""
+        window = 64
+        while i < data.size:
+            breaks = np.flatnonzero(~self._is_word[data[i : i + window]])
+            if breaks.size:
+                return i + int(breaks[0])
+            i += window
+            window *= 2
+        return data.size
+
+    def _word_hashes_block(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         is_word = self._is_word.take(data)
         starts = np.flatnonzero(is_word[1:] > is_word[:-1]) + 1  # a non-word byte, then a word
         if is_word.size and is_word[0]:
