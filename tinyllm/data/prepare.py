@@ -186,6 +186,7 @@ def prepare(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     filters = filters or FilterConfig()
+    tokenizer_source = os.fspath(tokenizer) if isinstance(tokenizer, str | os.PathLike) else None
     tokenizer = _load_tokenizer(tokenizer)
     if tokenizer is not None:
         _eot_id(tokenizer)  # fail before the long first pass, not after it
@@ -232,6 +233,9 @@ def prepare(
         if trained:
             from tinyllm.tokenizer import BPETokenizer
 
+            if not sample:
+                raise ValueError("no training text for the tokenizer: raise tokenizer_sample_mb")
+
             log(f"training a {vocab_size}-token tokenizer on {len(sample):,} documents")
             start = time.perf_counter()
             tokenizer = BPETokenizer.train(sample, vocab_size, pattern=pattern,
@@ -259,6 +263,7 @@ def prepare(
             "eot_token": EOT,
             "eot_id": _eot_id(tokenizer),
             "trained": trained,
+            "source": tokenizer_source,
         },
         "counts": counts,
         "cleaning": report.to_dict(),
