@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autograd.backend import get_array_module
+from autograd.backend import device_of, get_array_module, is_cupy_array, to_device
 from autograd.ops import nn as _nn
 from autograd.ops.attention import ScaledDotProductAttention
 from autograd.ops.elementwise import where
@@ -22,6 +22,18 @@ def _data(x):
     return x.data if isinstance(x, Tensor) else x
 
 
+def _host_index_to(index, like, what, num=None):
+    """Ids, targets and masks are often made on the host (a data loader, np.arange); move them
+    to the device of the tensor they index, checking integer ids first while they are still on
+    the host (afterwards a check would wait for the GPU)."""
+    index = _data(index)
+    if index is None or not is_cupy_array(like.data) or is_cupy_array(index):
+        return index
+    if num is not None:
+        _nn.check_ids(index, num, what)
+    return to_device(index, device_of(like.data))
+
+
 def linear(x, w, b=None):
     """x @ w + b with w of shape (in, out) (GPT-2's Conv1D layout)."""
     return _nn.Linear.apply(x, w) if b is None else _nn.Linear.apply(x, w, b)
@@ -29,7 +41,7 @@ def linear(x, w, b=None):
 
 def embedding(ids, table):
     """Rows of `table` (num, dim) picked by integer `ids` of any shape."""
-    return _nn.Embedding.apply(_data(ids), table)
+    return _nn.Embedding.apply(_host_index_to(ids, table, "embedding: ids", table.shape[0]), table)
 
 
 def layer_norm(x, gamma, beta=None, eps=1e-5):
@@ -46,12 +58,12 @@ def rms_norm(x, gamma, eps=1e-6):
 
 def softmax(x, axis=-1, mask=None):
     """Softmax along `axis`; `mask` is boolean, True = keep (masked positions are exactly 0)."""
-    return Softmax.apply(x, axis=axis, mask=_data(mask))
+    return Softmax.apply(x, axis=axis, mask=_host_index_to(mask, x, "mask"))
 
 
 def log_softmax(x, axis=-1, mask=None):
     """Log-softmax along `axis`; masked positions are 0 in value and gradient."""
-    return LogSoftmax.apply(x, axis=axis, mask=_data(mask))
+    return LogSoftmax.apply(x, axis=axis, mask=_host_index_to(mask, x, "mask"))
 
 
 def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
@@ -59,7 +71,12 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
     not `ignore_index`."""
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
-    return CrossEntropy.apply(logits, _data(targets), ignore_index=ignore_index,
+    targets = _data(targets)
+    if is_cupy_array(logits.data) and not is_cupy_array(targets):
+        kept = targets[targets != ignore_index]
+        _nn.check_ids(kept, logits.shape[-1], "cross_entropy: targets")
+        targets = to_device(targets, "cuda")
+    return CrossEntropy.apply(logits, targets, ignore_index=ignore_index,
                               label_smoothing=float(label_smoothing))
 
 
@@ -87,7 +104,8 @@ def scaled_dot_product_attention(q, k, v, causal=True, mask=None, dropout_p=0.0,
     if dropout_p:
         shape = (*np.broadcast_shapes(q.shape[:-2], k.shape[:-2]), q.shape[-2], k.shape[-2])
         keep = _keep_mask(shape, get_array_module(q.data), dropout_p, rng)
-    return ScaledDotProductAttention.apply(q, k, v, causal=causal, mask=_data(mask), keep=keep,
+    mask = _host_index_to(mask, q, "mask")
+    return ScaledDotProductAttention.apply(q, k, v, causal=causal, mask=mask, keep=keep,
                                            dropout_p=dropout_p)
 
 

@@ -184,16 +184,8 @@ def test_adamw_steps_on_device_equal_cpu(device):
         np.testing.assert_allclose(dev, cpu, rtol=1e-9, atol=1e-12)
 
 
-# ---- the GPT ---------------------------------------------------------------------------------
-# Known bug: GPT.forward gives F.embedding host token ids (and host positions from np.arange)
-# next to device weights, and F.cross_entropy host targets next to device logits;
-# Function.apply rejects the mix ("embedding: inputs are on different devices"). The trainer
-# passes host batches, so training on "cuda" fails at its first op. Fix in autograd/functional.py
-# (embedding, cross_entropy: move ids/targets to the weights' device) or in tinyllm/model.py;
-# then delete this mark (strict: the tests report XPASS as a failure once it works).
-HOST_IDS_BUG = pytest.mark.xfail(raises=RuntimeError, strict=True,
-                                 reason="GPT.forward mixes host token ids with device weights")
 
+# ---- the GPT ---------------------------------------------------------------------------------
 VARIANTS = {"gpt2": {}, "llama": dict(pos="rope", mlp="swiglu", norm="rmsnorm"),
             "untied": dict(tie_weights=False)}
 
@@ -210,7 +202,6 @@ def _batch():
     return idx, targets
 
 
-@HOST_IDS_BUG
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-8), ("float32", 2e-3)])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_gpt_loss_and_every_grad_match_cpu(device, variant, dtype, rtol):
@@ -231,7 +222,6 @@ def test_gpt_loss_and_every_grad_match_cpu(device, variant, dtype, rtol):
         np.testing.assert_allclose(host(q.grad), p.grad, rtol=rtol, atol=rtol * 1e-2, err_msg=name)
 
 
-@HOST_IDS_BUG
 def test_gpt_training_steps_on_device_equal_cpu(device):
     idx, targets = _batch()
     finals = []
@@ -249,7 +239,6 @@ def test_gpt_training_steps_on_device_equal_cpu(device):
         np.testing.assert_allclose(dev, cpu, rtol=1e-8, atol=1e-11)
 
 
-@HOST_IDS_BUG
 def test_generation_on_device(device):
     cpu = GPT(tiny("float64"), seed=0)
     gpu = GPT(tiny("float64"), seed=0).to(device)
@@ -288,8 +277,8 @@ ALLOWED = {
     ("autograd/nn/layers.py", "_ones"): "a host array that _param moves to the default device",
     ("tinyllm/model.py", "GPT.__init__"): "the host generator for weights and dropout",
     ("tinyllm/model.py", "GPT.forward"):
-        "positions are host indices, like token ids (see HOST_IDS_BUG: the embedding must "
-        "accept host ids next to device weights)",
+        "positions are host indices, like token ids (F.embedding moves host ids "
+        "to the device of the weights)",
     ("tinyllm/generate.py", "filter_top_k"): "runs on host logits (stream passes asnumpy(...))",
     ("tinyllm/generate.py", "filter_top_p"): "runs on host logits (stream passes asnumpy(...))",
     ("tinyllm/generate.py", "sample_next"): "runs on host logits (stream passes asnumpy(...))",

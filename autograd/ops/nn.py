@@ -7,8 +7,15 @@ against the same computation composed from primitive ops (tests/autograd/test_fu
 
 from __future__ import annotations
 
-from autograd.backend import get_array_module, scatter_add
+from autograd.backend import get_array_module, is_cupy_array, scatter_add
 from autograd.function import Function
+
+
+def check_ids(ids, num, what):
+    """Integer ids must lie in [0, num): a clear error instead of a wrong row or a crash."""
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= num):
+        raise IndexError(f"{what} must be in [0, {num}); got values from {int(ids.min())} to "
+                         f"{int(ids.max())}")
 
 
 def _rows(a):
@@ -57,12 +64,8 @@ class Embedding(Function):
     def forward(ctx, ids, table):
         if ids.dtype.kind not in "iu":
             raise TypeError(f"embedding: ids must be integers, got {ids.dtype}")
-        num = table.shape[0]
-        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= num):
-            raise IndexError(
-                f"embedding: ids must be in [0, {num}); got values from {int(ids.min())} to "
-                f"{int(ids.max())}"
-            )
+        if not is_cupy_array(ids):  # on a GPU the check would wait for the device (F checks first)
+            check_ids(ids, table.shape[0], "embedding: ids")
         ctx.save_for_backward(ids)
         ctx.table_shape = table.shape
         return table[ids]

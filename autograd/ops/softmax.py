@@ -6,7 +6,7 @@ exactly 0; a row with every position masked gives zeros, never NaN.
 
 from __future__ import annotations
 
-from autograd.backend import get_array_module
+from autograd.backend import get_array_module, is_cupy_array
 from autograd.function import Function
 
 
@@ -85,7 +85,7 @@ class CrossEntropy(Function):
     are not `ignore_index`. With smoothing s, the target distribution is (1 - s) one-hot + s / V:
         loss_i = -(1 - s) log p_i[t_i] - (s / V) sum_j log p_i[j],  p_i = softmax(logits_i).
     VJP: dlogits_i = g * (p_i - (1 - s) onehot(t_i) - s / V) / n_kept for kept rows, 0 for
-    ignored rows. With no kept target the loss is 0 and so is the gradient."""
+    ignored rows. With no kept target the loss is 0 and so is the gradient (n counts as 1)."""
 
     rule = "cross_entropy: dlogits = (softmax - target distribution) / n"
 
@@ -102,7 +102,7 @@ class CrossEntropy(Function):
         t = targets.reshape(-1)
         kept = t != ignore_index
         safe_t = xp.where(kept, t, 0)
-        if t.size and (int(safe_t.min()) < 0 or int(safe_t.max()) >= V):
+        if not is_cupy_array(t) and t.size and (int(safe_t.min()) < 0 or int(safe_t.max()) >= V):
             raise IndexError(f"cross_entropy: targets must be in [0, {V}) or {ignore_index}")
         p, lse = stable_softmax(x, axis=-1)
         rows = xp.arange(x.shape[0])
@@ -110,19 +110,18 @@ class CrossEntropy(Function):
         per_row = -(1.0 - label_smoothing) * logp_target
         if label_smoothing:
             per_row -= label_smoothing * (x.mean(axis=-1) - lse[:, 0])
-        n = int(kept.sum())
-        ctx.save_for_backward(p, safe_t, kept)
-        ctx.n = n
+        # The count stays an array: reading it into Python would wait for a GPU.
+        n = xp.maximum(kept.sum(), 1).astype(logits.dtype)
+        ctx.save_for_backward(p, safe_t, kept, n)
         ctx.logits_shape = logits.shape
-        loss = (per_row * kept).sum() / max(n, 1)
-        return xp.asarray(loss, dtype=logits.dtype)
+        return ((per_row * kept).sum() / n).astype(logits.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, g):
-        p, t, kept = ctx.saved
+        p, t, kept, n = ctx.saved
         xp = get_array_module(p)
         s = ctx.params.get("label_smoothing", 0.0)
         grad = p.copy() if s == 0 else p - s / p.shape[-1]
         grad[xp.arange(p.shape[0]), t] -= 1.0 - s
-        grad *= (kept[:, None] * (g / max(ctx.n, 1))).astype(p.dtype)
+        grad *= (kept[:, None] * (g / n)).astype(p.dtype)
         return grad.reshape(ctx.logits_shape), None
