@@ -248,6 +248,24 @@ class Relu(Function):
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)
+_BLOCK = 1 << 16  # elements per block: 256 KB of float32, so a block's temporaries stay in cache
+
+
+def flat_blocks(size, xp):
+    """Slices cutting `size` flat elements into cache-sized blocks (one block on a GPU)."""
+    if xp.__name__ != "numpy" or size <= _BLOCK:
+        return [slice(None)]
+    return [slice(i, min(i + _BLOCK, size)) for i in range(0, size, _BLOCK)]
+
+
+def _gelu_tanh(a, xp):
+    """t = tanh(c * (a + 0.044715 a^3)), in one new buffer."""
+    t = a * a
+    t *= 0.044715
+    t += 1.0
+    t *= a
+    t *= _GELU_C
+    return xp.tanh(t, out=t)
 
 
 class Gelu(Function):
@@ -257,42 +275,53 @@ class Gelu(Function):
 
     rule = "gelu: d/da = (1+t)/2 + a/2 (1-t^2) c (1 + 0.134145 a^2)"
 
-    # Both passes work in place on two buffers: GELU runs on the widest activation of a GPT
-    # (4x the model width), where every full-size temporary costs a pass over memory.
+    # GELU runs on the widest activation of a GPT (4x the model width). Both passes work block
+    # by block, in cache, and only `a` is saved: backward recomputes t, which costs less than
+    # keeping a second full-size array alive from forward to backward.
     @staticmethod
     def forward(ctx, a):
         xp = get_array_module(a)
-        if a.ndim == 0:  # in-place ufuncs need arrays, and 0-d arithmetic gives scalars
-            return Gelu.forward(ctx, a.reshape(1)).reshape(())
-        t = a * a
-        t *= 0.044715
-        t += 1.0
-        t *= a
-        t *= _GELU_C
-        xp.tanh(t, out=t)
-        ctx.save_for_backward(a, t)  # t is reused by backward: computed once
-        out = t + 1.0
-        out *= a
-        out *= 0.5
-        return out
+        ctx.save_for_backward(a)
+        af = a.reshape(-1)
+        blocks = flat_blocks(af.size, xp)
+        out = None if len(blocks) == 1 else xp.empty_like(af)
+        for blk in blocks:
+            x = af[blk]
+            o = _gelu_tanh(x, xp)
+            o += 1.0
+            o *= x
+            o *= 0.5
+            if out is None:
+                return o.reshape(a.shape)
+            out[blk] = o
+        return out.reshape(a.shape)
 
     @staticmethod
     def backward(ctx, g):
-        a, t = ctx.saved
+        (a,) = ctx.saved
         xp = get_array_module(a)
-        da = a * a
-        da *= 0.134145  # 3 * 0.044715
-        da += 1.0
-        da *= 0.5 * _GELU_C
-        da *= a  # a/2 * c (1 + 0.134145 a^2)
-        tmp = t * t
-        xp.subtract(1.0, tmp, out=tmp)  # 1 - t^2
-        da *= tmp
-        xp.multiply(t, 0.5, out=tmp)
-        da += tmp
-        da += 0.5  # + (1 + t)/2
-        da *= g
-        return da
+        af, gf = a.reshape(-1), g.reshape(-1)
+        blocks = flat_blocks(af.size, xp)
+        da = None if len(blocks) == 1 else xp.empty_like(af)
+        for blk in blocks:
+            x = af[blk]
+            t = _gelu_tanh(x, xp)
+            d = x * x
+            d *= 0.134145  # 3 * 0.044715
+            d += 1.0
+            d *= 0.5 * _GELU_C
+            d *= x  # a/2 * c (1 + 0.134145 a^2)
+            tmp = t * t
+            xp.subtract(1.0, tmp, out=tmp)  # 1 - t^2
+            d *= tmp
+            t *= 0.5
+            d += t
+            d += 0.5  # + (1 + t)/2
+            d *= gf[blk]
+            if da is None:
+                return d.reshape(a.shape)
+            da[blk] = d
+        return da.reshape(a.shape)
 
 
 class Silu(Function):

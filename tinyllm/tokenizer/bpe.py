@@ -45,24 +45,33 @@ class _Cache(dict):
     ``dict.__getitem__`` calls ``__missing__`` only on a miss, so a hit costs one C-level
     lookup; that is what lets ``map(cache.__getitem__, pieces)`` run at C speed. When full the
     cache is emptied (cheap, and a working set refills it at once); keys longer than
-    ``max_key_len`` are computed but not kept, so one huge piece cannot hog memory.
+    ``max_key_len`` are computed but not kept, so one huge piece cannot hog memory. Full means
+    ``max_size`` entries or ``max_chars`` characters of keys, whichever comes first: a corpus of
+    long unique lines would otherwise fill the entry budget with hundreds of MB.
     """
 
-    __slots__ = ("compute", "max_size", "max_key_len")
+    __slots__ = ("compute", "max_size", "max_key_len", "max_chars", "chars")
 
-    def __init__(self, compute, max_size: int, max_key_len: int):
+    def __init__(self, compute, max_size: int, max_key_len: int, max_chars: int = 1 << 23):
         super().__init__()
         self.compute = compute
         self.max_size = max_size
         self.max_key_len = max_key_len
+        self.max_chars = max_chars
+        self.chars = 0
 
     def __missing__(self, key: str) -> list[int]:
         ids = self.compute(key)
         if len(key) <= self.max_key_len:
-            if len(self) >= self.max_size:
+            if len(self) >= self.max_size or self.chars >= self.max_chars:
                 self.clear()
             self[key] = ids
+            self.chars += len(key)
         return ids
+
+    def clear(self) -> None:
+        super().clear()
+        self.chars = 0
 
 
 class BPETokenizer:
