@@ -84,6 +84,18 @@ def asnumpy(x):
     return np.asarray(x)
 
 
+BLOCK_ELEMENTS = 1 << 16  # 256 KB of float32: a block's temporaries stay in the CPU cache
+
+
+def flat_blocks(size, xp, block=BLOCK_ELEMENTS):
+    """Slices cutting `size` elements into cache-sized blocks, for element-wise work that makes
+    several passes: done block by block, each pass reads the cache instead of main memory.
+    One block on a GPU, where a kernel per pass over the whole array is the fast way."""
+    if xp is not np or size <= block:
+        return [slice(None)]
+    return [slice(i, min(i + block, size)) for i in range(0, size, block)]
+
+
 def index_array(values):
     """A host (NumPy) integer or boolean array from a Python list used as an index."""
     return np.asarray(values)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from autograd.backend import get_array_module
+from autograd.backend import flat_blocks, get_array_module
 from autograd.function import Function
 
 
@@ -248,16 +248,6 @@ class Relu(Function):
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)
-_BLOCK = 1 << 16  # elements per block: 256 KB of float32, so a block's temporaries stay in cache
-
-
-def flat_blocks(size, xp):
-    """Slices cutting `size` flat elements into cache-sized blocks (one block on a GPU)."""
-    if xp.__name__ != "numpy" or size <= _BLOCK:
-        return [slice(None)]
-    return [slice(i, min(i + _BLOCK, size)) for i in range(0, size, _BLOCK)]
-
-
 def _gelu_tanh(a, xp):
     """t = tanh(c * (a + 0.044715 a^3)), in one new buffer."""
     t = a * a

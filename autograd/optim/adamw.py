@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from autograd.backend import get_array_module
+from autograd.backend import flat_blocks, get_array_module
 from autograd.optim.optimizer import Optimizer
 
 
@@ -50,27 +50,35 @@ class AdamW(Optimizer):
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = xp.zeros_like(p.data)
         state["step"] = t = int(state["step"]) + 1
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        s = self.scratch(p)
-
-        if wd != 0.0:
-            p.data *= 1.0 - lr * wd
-        xp.multiply(grad, 1.0 - b1, out=s)
-        m *= b1
-        m += s  # m = b1 m + (1 - b1) g
-        xp.multiply(grad, grad, out=s)
-        s *= 1.0 - b2
-        v *= b2
-        v += s  # v = b2 v + (1 - b2) g^2
-        if group["amsgrad"]:
-            v = xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-
         bias1 = 1.0 - b1**t
         bias2 = 1.0 - b2**t
-        # lr * m_hat / (sqrt(v_hat) + eps) = (lr / bias1) * m / (sqrt(v) / sqrt(bias2) + eps)
-        xp.sqrt(v, out=s)
-        s /= math.sqrt(bias2)
-        s += eps
-        xp.divide(m, s, out=s)
-        s *= lr / bias1
-        p.data -= s
+        arrays = [a for a in (p.data, grad, state["exp_avg"], state["exp_avg_sq"],
+                              state.get("max_exp_avg_sq")) if a is not None]
+        blocks = [slice(None)]
+        if all(a.flags.c_contiguous for a in arrays):  # flat views share memory with the arrays
+            arrays = [a.reshape(-1) for a in arrays]
+            blocks = flat_blocks(p.data.size, xp)
+        # Block by block, so the dozen passes below run in cache (one block on a GPU); the
+        # scratch space is then one block, not a parameter-sized buffer.
+        scratch = self.scratch(p) if len(blocks) == 1 else self.block_scratch(p)
+        for blk in blocks:
+            data, g, m, v, *vmax = (a[blk] for a in arrays)
+            s = scratch.reshape(data.shape) if len(blocks) == 1 else scratch[:data.size]
+            if wd != 0.0:
+                data *= 1.0 - lr * wd
+            xp.multiply(g, 1.0 - b1, out=s)
+            m *= b1
+            m += s  # m = b1 m + (1 - b1) g
+            xp.multiply(g, g, out=s)
+            s *= 1.0 - b2
+            v *= b2
+            v += s  # v = b2 v + (1 - b2) g^2
+            if vmax:
+                v = xp.maximum(vmax[0], v, out=vmax[0])
+            # lr * m_hat / (sqrt(v_hat) + eps) = (lr / bias1) * m / (sqrt(v) / sqrt(bias2) + eps)
+            xp.sqrt(v, out=s)
+            s /= math.sqrt(bias2)
+            s += eps
+            xp.divide(m, s, out=s)
+            s *= lr / bias1
+            data -= s

@@ -24,7 +24,7 @@ arrays alike and allocate nothing full-size after the first step.
 
 from __future__ import annotations
 
-from autograd.backend import get_array_module, to_device
+from autograd.backend import BLOCK_ELEMENTS, get_array_module, to_device
 from autograd.tensor import Tensor
 
 
@@ -39,7 +39,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups = []
         self.state = {}  # {parameter: {name: array or number}}, keyed by the Parameter object
-        self._scratch = {}  # {parameter: array}: reusable work space, never saved
+        self._scratch = {}  # {parameter or (device, dtype): array}: work space, never saved
         if isinstance(params, Tensor):
             raise TypeError("params must be an iterable of tensors (or of dicts), got a Tensor; "
                             "pass [p] or model.parameters()")
@@ -102,6 +102,15 @@ class Optimizer:
 
     def update(self, p, grad, group, state):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def block_scratch(self, p):
+        """A work buffer of one block (backend.BLOCK_ELEMENTS), shared by all parameters of the
+        same dtype and device: enough for updates done block by block."""
+        key = (p.device, p.dtype)
+        buf = self._scratch.get(key)
+        if buf is None:
+            buf = self._scratch[key] = get_array_module(p.data).empty(BLOCK_ELEMENTS, p.dtype)
+        return buf
 
     def scratch(self, p):
         """A work buffer shaped like `p`, allocated once and reused on every step."""
