@@ -7,7 +7,7 @@ against the same computation composed from primitive ops (tests/autograd/test_fu
 
 from __future__ import annotations
 
-from autograd.backend import get_array_module, is_cupy_array, scatter_add
+from autograd.backend import BLOCK_ELEMENTS, flat_blocks, get_array_module, is_cupy_array, scatter_add
 from autograd.function import Function
 
 
@@ -88,36 +88,60 @@ class LayerNorm(Function):
 
     rule = "layer_norm: dx = rstd (gh - mean(gh) - xhat mean(gh xhat)), gh = g gamma"
 
+    # Rows are normalised independently, so both passes go block by block of rows, each
+    # block's half-dozen passes in cache.
     @staticmethod
     def forward(ctx, x, gamma, beta=None, *, eps=1e-5):
         xp = get_array_module(x)
-        mean = x.mean(axis=-1, keepdims=True)
-        xc = x - mean
-        var = (xc * xc).mean(axis=-1, keepdims=True)
-        rstd = 1.0 / xp.sqrt(var + eps)
-        xhat = xc
-        xhat *= rstd  # in place: xc is not needed any more
-        out = xhat * gamma
-        if beta is not None:
-            out += beta
+        x2 = _rows(x)
+        xhat = xp.empty_like(x2)
+        rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
+        out = xp.empty_like(x2)
+        for blk in _row_blocks(x2, xp):
+            xb, xh, o = x2[blk], xhat[blk], out[blk]
+            xp.subtract(xb, xb.mean(axis=-1, keepdims=True), out=xh)
+            xp.multiply(xh, xh, out=o)  # o is free until the end: it holds (x - mean)^2
+            r = o.mean(axis=-1, keepdims=True)
+            r += eps
+            xp.sqrt(r, out=r)
+            xp.divide(1.0, r, out=r)
+            rstd[blk] = r
+            xh *= r
+            xp.multiply(xh, gamma, out=o)
+            if beta is not None:
+                o += beta
         ctx.save_for_backward(xhat, rstd, gamma)
-        return out
+        return out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, g):
         xhat, rstd, gamma = ctx.saved
+        xp = get_array_module(g)
         need = ctx.needs_input_grad
-        gx = None
-        if need[0]:
-            gh = g * gamma
-            gx = gh - gh.mean(axis=-1, keepdims=True)
-            gh *= xhat
-            gx -= xhat * gh.mean(axis=-1, keepdims=True)
-            gx *= rstd
-        ggamma = _rows(g * xhat).sum(axis=0) if need[1] else None
-        if len(need) == 2:
-            return gx, ggamma
-        return gx, ggamma, (_rows(g).sum(axis=0) if need[2] else None)
+        g2 = _rows(g)
+        gx = xp.empty_like(g2) if need[0] else None
+        ggamma = xp.zeros(g2.shape[1], dtype=g.dtype) if need[1] else None
+        gbeta = xp.zeros(g2.shape[1], dtype=g.dtype) if len(need) > 2 and need[2] else None
+        for blk in _row_blocks(g2, xp):
+            gb, xh = g2[blk], xhat[blk]
+            if ggamma is not None:
+                ggamma += (gb * xh).sum(axis=0)
+            if gbeta is not None:
+                gbeta += gb.sum(axis=0)
+            if gx is not None:
+                gh = gb * gamma
+                out = gx[blk]
+                xp.subtract(gh, gh.mean(axis=-1, keepdims=True), out=out)
+                gh *= xh
+                out -= xh * gh.mean(axis=-1, keepdims=True)
+                out *= rstd[blk]
+        gx = None if gx is None else gx.reshape(g.shape)
+        return (gx, ggamma) if len(need) == 2 else (gx, ggamma, gbeta)
+
+
+def _row_blocks(x2, xp):
+    """Blocks of rows of a (rows, n) array, about backend.BLOCK_ELEMENTS elements each."""
+    return flat_blocks(x2.shape[0], xp, block=max(1, BLOCK_ELEMENTS // max(x2.shape[1], 1)))
 
 
 class RMSNorm(Function):
