@@ -80,8 +80,8 @@ class ScaledDotProductAttention(Function):
         out = xp.empty((n, T, vf.shape[-1]), dtype=q.dtype)
         for blk in _blocks(n, T, S, q.dtype.itemsize, is_cupy_array(q)):
             p = probs[blk]  # the scores are computed, and turned into probabilities, in place
-            xp.matmul(qf[blk], xp.swapaxes(kf[blk], -1, -2), out=p)
-            p *= scale
+            # Scaling q (T x d) instead of the scores (T x S) saves a pass over the big array.
+            xp.matmul(qf[blk] * scale, xp.swapaxes(kf[blk], -1, -2), out=p)
             if full_mask is None:
                 _softmax_inplace(p, bias, xp)
             else:  # user masks may hide whole rows: take the careful path
@@ -110,9 +110,11 @@ class ScaledDotProductAttention(Function):
                 gs *= ctx.drop_scale
             gs *= a
             gs -= a * gs.sum(axis=-1, keepdims=True)
-            gs *= ctx.scale
+            # dS still lacks the 1/sqrt(d) factor: applied to the small (T x d) results instead.
             xp.matmul(gs, kf[blk], out=gq[blk])
+            gq[blk] *= ctx.scale
             xp.matmul(xp.swapaxes(gs, -1, -2), qf[blk], out=gk[blk])
+            gk[blk] *= ctx.scale
         q_shape, k_shape, v_shape = ctx.shapes
         return gq.reshape(q_shape), gk.reshape(k_shape), gv.reshape(v_shape)
 
@@ -124,5 +126,6 @@ def _softmax_inplace(s, bias, xp):
         s += bias
     s -= s.max(axis=-1, keepdims=True)
     xp.exp(s, out=s)
-    s /= s.sum(axis=-1, keepdims=True)
+    total = s.sum(axis=-1, keepdims=True)
+    s *= xp.reciprocal(total, out=total)  # one division per row, then multiplications
     return s
