@@ -15,8 +15,11 @@ from autograd.backend import get_array_module
 from autograd.function import backward_hooks, unbroadcast
 
 
-def topological_order(root):
-    """Tensors reachable from `root` that require grad, each after all of its inputs."""
+def topological_order(root, constants=False, stop_at_freed=False):
+    """Tensors reachable from `root` that require grad, each after all of its inputs.
+
+    `constants=True` also lists the inputs that need no gradient, and `stop_at_freed=True` ends
+    quietly at ops whose graph was already freed: what autograd.debug needs to draw a graph."""
     order, visited = [], set()
     stack = [(root, False)]
     while stack:
@@ -29,7 +32,7 @@ def topological_order(root):
         visited.add(id(t))
         stack.append((t, True))
         node = t._node
-        if node is None:
+        if node is None or (node.released and stop_at_freed):
             continue
         if node.released:
             raise RuntimeError(
@@ -38,7 +41,7 @@ def topological_order(root):
                 "backward() if you need to go through the graph twice"
             )
         for parent in reversed(node.inputs):
-            if parent.requires_grad and id(parent) not in visited:
+            if (constants or parent.requires_grad) and id(parent) not in visited:
                 stack.append((parent, False))
     return order
 

@@ -13,6 +13,7 @@ import traceback
 import numpy as np
 
 from autograd.backend import asnumpy
+from autograd.engine import topological_order
 
 
 def fmt_scalar(v) -> str:
@@ -159,28 +160,9 @@ class Namer:
 
 
 def walk(root):
-    """Every tensor that `root` was computed from (constants included), each after its inputs.
-
-    Like `autograd.engine.topological_order` but it keeps tensors that need no gradient (they
-    belong in a picture) and stops quietly at ops whose graph was already freed."""
-    order, visited = [], set()
-    stack = [(root, False)]
-    while stack:
-        t, inputs_done = stack.pop()
-        if inputs_done:
-            order.append(t)
-            continue
-        if id(t) in visited:
-            continue
-        visited.add(id(t))
-        stack.append((t, True))
-        node = t._node
-        if node is None or node.released:
-            continue
-        for parent in reversed(node.inputs):
-            if id(parent) not in visited:
-                stack.append((parent, False))
-    return order
+    """Every tensor that `root` was computed from (constants included), each after its inputs,
+    stopping quietly at ops whose graph was already freed."""
+    return topological_order(root, constants=True, stop_at_freed=True)
 
 
 # ---- where in the user's code ---------------------------------------------------------------

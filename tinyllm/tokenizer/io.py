@@ -255,17 +255,23 @@ def load_gpt2_files(vocab_path, merges_path, pattern, cls):
         raise TokenizerFileError(merges_path, str(err), merge_lines[err.merge_index]) from None
 
 
-def save_gpt2_files(tok, vocab_path, merges_path) -> None:
-    """Write ``tok`` as GPT-2-style ``vocab.json`` + ``merges.txt``."""
+def _gpt2_vocab(tok, file_name) -> tuple[dict[str, int], dict[int, str]]:
+    """``tok``'s tokens as GPT-2 printable strings: ({text: id}, {id: text}). Two ids with the
+    same bytes cannot both be written (the text is the key), which `file_name` is told."""
     table = bytes_to_unicode()
     vocab: dict[str, int] = {}
     for i, data in sorted(tok.vocab.items()):
         text = _bytes_to_gpt2(data, table)
         if text in vocab:
             raise ValueError(f"ids {vocab[text]} and {i} are the same bytes {data!r}; "
-                             "vocab.json cannot hold both")
+                             f"{file_name} cannot hold both")
         vocab[text] = i
-    id_to_text = {i: text for text, i in vocab.items()}
+    return vocab, {i: text for text, i in vocab.items()}
+
+
+def save_gpt2_files(tok, vocab_path, merges_path) -> None:
+    """Write ``tok`` as GPT-2-style ``vocab.json`` + ``merges.txt``."""
+    vocab, id_to_text = _gpt2_vocab(tok, "vocab.json")
     for s, i in tok.special_tokens.items():
         vocab[s] = i
     with open(vocab_path, "w", encoding="utf-8") as f:
@@ -377,15 +383,7 @@ def save_hf_tokenizer_json(tok, path) -> None:
 
     The split pattern must be one Oniguruma (HF's regex engine) accepts; both named ones are.
     """
-    table = bytes_to_unicode()
-    vocab: dict[str, int] = {}
-    for i, data in sorted(tok.vocab.items()):
-        text = _bytes_to_gpt2(data, table)
-        if text in vocab:
-            raise ValueError(f"ids {vocab[text]} and {i} are the same bytes {data!r}; "
-                             "tokenizer.json cannot hold both")
-        vocab[text] = i
-    id_to_text = {i: text for text, i in vocab.items()}
+    vocab, id_to_text = _gpt2_vocab(tok, "tokenizer.json")
     doc = {
         "version": "1.0",
         "truncation": None,
