@@ -50,7 +50,7 @@ class TrainConfig:
     sample_tokens: int = 80
     seed: int = 0
     device: str = "cpu"
-    skip_nonfinite: bool = False  # skip a batch whose loss or gradient is NaN/inf
+    skip_nonfinite: bool = False  # skip a batch whose loss or gradient is NaN/inf or exploded
     progress: bool = True
     model: dict = field(default_factory=dict)  # GPTConfig fields
 
@@ -193,11 +193,14 @@ class Trainer:
             loss.backward()
             total += float(asnumpy(loss.data))
         norm = optim.clip_grad_norm(self.model.parameters(), c.grad_clip)
-        if not (math.isfinite(total) and math.isfinite(norm)):
+        # Guessing uniformly costs ln(V) nats; three times that means training has blown up.
+        exploded = total > 3 * math.log(self.model_cfg.vocab_size)
+        if exploded or not (math.isfinite(total) and math.isfinite(norm)):
             if not c.skip_nonfinite:
+                what = "exploded" if exploded and math.isfinite(total) else "is not finite"
                 raise TrainingDiverged(
-                    f"step {self.step}: the loss ({total}) or gradient norm ({norm}) is not "
-                    "finite; lower --lr, or pass --skip-nonfinite to skip such batches")
+                    f"step {self.step}: the loss ({total:.4g}, gradient norm {norm:.4g}) {what}; "
+                    "lower --lr, or pass --skip-nonfinite to skip such batches")
             self.skipped += 1
         else:
             self.optimizer.step()

@@ -139,6 +139,10 @@ def test_divergence_names_the_step(tmp_path, corpus):
     skipping.model.transformer.wte.weight.data[...] = np.nan
     skipping.train_step()
     assert skipping.skipped == 1
+    exploding = Trainer(config(tmp_path / "big", corpus), log=lambda m: None)
+    exploding.model.transformer.wte.weight.data[...] *= 1e4  # huge, confidently wrong logits
+    with pytest.raises(TrainingDiverged, match="step 0: .* exploded"):
+        exploding.train_step()
 
 
 def test_cli_trains_resumes_and_samples(tmp_path, corpus, capsys):
@@ -156,3 +160,25 @@ def test_cli_trains_resumes_and_samples(tmp_path, corpus, capsys):
     assert main(["sample", run, "--prompt", "The quick", "--max-new-tokens", "5", "--seed", "1"]) == 0
     assert capsys.readouterr().out.startswith("The quick")
     assert main(["sample", str(tmp_path / "missing")]) == 1
+
+
+def test_loss_plot_is_written_when_matplotlib_is_installed(tmp_path):
+    pytest.importorskip("matplotlib")
+    from tinyllm.plot import plot_losses
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("\n".join(json.dumps(r) for r in [
+        {"step": 1, "loss": 5.0}, {"step": 2, "loss": 4.0}, {"step": 2, "val_loss": 4.5}]))
+    out = plot_losses(metrics, tmp_path / "loss.png")
+    assert out is not None and out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_progress_lines_in_a_log_file(capsys):
+    from tinyllm.progress import _Lines
+
+    bar = _Lines(total=4, initial=0, desc="train", unit="step", every=0.0)
+    bar.set_postfix(loss="1.234")
+    for _ in range(4):
+        bar.update(1)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 4 and err[-1].startswith("train 4/4 loss 1.234") and "ETA" in err[0]
