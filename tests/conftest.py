@@ -13,7 +13,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "ci",
-    max_examples=30,
+    max_examples=100,
     deadline=None,
     derandomize=True,
     print_blob=True,
