@@ -133,7 +133,11 @@ class Trainer:
 
         T = self.model_cfg.block_size
         self.train_loader = BatchLoader(train, cfg.batch_size, T, seed=cfg.seed)
-        self.val_tokens = val if len(val) > T + 1 else train
+        self.val_tokens = val
+        if len(val) <= T + 1:
+            self.log(f"warning: the validation split has {len(val)} tokens, fewer than one "
+                     f"window of {T + 1}; evaluating on the training split instead")
+            self.val_tokens = train
         self.model = GPT(self.model_cfg, seed=cfg.seed)
         self.optimizer = optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
                                      betas=(cfg.beta1, cfg.beta2))
