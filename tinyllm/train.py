@@ -79,7 +79,7 @@ class TrainingDiverged(RuntimeError):
 
 
 def load_data(cfg: TrainConfig, vocab_size: int, run_dir: Path, log):
-    """(tokenizer, train tokens, val tokens, bytes per val token) for `cfg.data`."""
+    """(tokenizer, train tokens, val tokens) for `cfg.data`."""
     from tinyllm.data.dataset import read_tokens
     from tinyllm.data.prepare import prepare
     from tinyllm.tokenizer import BPETokenizer
@@ -94,11 +94,16 @@ def load_data(cfg: TrainConfig, vocab_size: int, run_dir: Path, log):
             prepare(cfg.data, folder, tokenizer=cfg.tokenizer, vocab_size=vocab_size,
                     progress=cfg.progress)
     tok = BPETokenizer.load(folder / "tokenizer.json")
-    train, val = read_tokens(folder / "train.bin"), read_tokens(folder / "val.bin")
-    specials = set(tok.special_tokens.values())
-    val_ids = [int(t) for t in np.asarray(val) if int(t) not in specials]
-    bytes_per_token = len(tok.decode_bytes(val_ids)) / max(len(val), 1)
-    return tok, train, val, bytes_per_token
+    return tok, read_tokens(folder / "train.bin"), read_tokens(folder / "val.bin")
+
+
+def bytes_per_token(tok, tokens, limit=1_000_000):
+    """Bytes of text per token (special tokens count as tokens with no bytes), over at most
+    `limit` tokens: converts a loss in nats per token into bits per byte."""
+    sample = np.asarray(tokens[:limit])
+    specials = list(tok.special_tokens.values())
+    text_ids = sample[~np.isin(sample, specials)].tolist()
+    return max(len(tok.decode_bytes(text_ids)), 1) / max(len(sample), 1)
 
 
 def param_groups(model, weight_decay):
@@ -124,8 +129,7 @@ class Trainer:
             self.model_cfg = GPTConfig.from_dict(saved["model"])
         else:
             self.model_cfg = GPTConfig(**cfg.model)
-        self.tok, train, val, self.bytes_per_token = load_data(
-            cfg, self.model_cfg.vocab_size, self.run_dir, self.log)
+        self.tok, train, val = load_data(cfg, self.model_cfg.vocab_size, self.run_dir, self.log)
         if self.tok.vocab_size != self.model_cfg.vocab_size:
             self.model_cfg = GPTConfig(**{**self.model_cfg.to_dict(),
                                           "vocab_size": self.tok.vocab_size})
@@ -138,6 +142,7 @@ class Trainer:
             self.log(f"warning: the validation split has {len(val)} tokens, fewer than one "
                      f"window of {T + 1}; evaluating on the training split instead")
             self.val_tokens = train
+        self.bytes_per_token = bytes_per_token(self.tok, self.val_tokens)
         self.model = GPT(self.model_cfg, seed=cfg.seed)
         self.optimizer = optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
                                      betas=(cfg.beta1, cfg.beta2))

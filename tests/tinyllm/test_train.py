@@ -182,3 +182,13 @@ def test_progress_lines_in_a_log_file(capsys):
         bar.update(1)
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 4 and err[-1].startswith("train 4/4 loss 1.234") and "ETA" in err[0]
+
+
+def test_a_corpus_too_small_to_split_still_trains_and_says_so(tmp_path):
+    one_doc = tmp_path / "one.txt"
+    one_doc.write_text(TEXT[:20000].replace("\n\n", "\n"))  # a single document: nothing for val
+    messages = []
+    trainer = Trainer(config(tmp_path / "run", str(one_doc), max_steps=2), log=messages.append)
+    summary = trainer.run()
+    assert np.isfinite(summary["val_bpb"]) and summary["val_bpb"] > 0
+    assert any("evaluating on the training split" in m for m in messages)
