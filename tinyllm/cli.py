@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 _COMMAND_MODULES = (
@@ -50,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, OSError) as err:
+    except (ValueError, OSError, RuntimeError) as err:
+        # Bad input, a missing file, a device that is not there: one line, no traceback
+        # (set TINYLLM_DEBUG=1 to see where it came from).
+        if os.environ.get("TINYLLM_DEBUG"):
+            raise
         print(f"tinyllm {args.command}: error: {err}", file=sys.stderr)
         return 1
 

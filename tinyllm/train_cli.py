@@ -85,7 +85,12 @@ def run_train(args) -> int:
     from tinyllm.train import Trainer, TrainingDiverged
 
     if args.resume:
+        from pathlib import Path
+
         from tinyllm.checkpoint import read_json
+
+        if not (Path(args.resume) / "config.json").exists():
+            raise FileNotFoundError(f"{args.resume}: not a run directory (no config.json)")
 
         saved = read_json(f"{args.resume}/config.json")["train"]
         cfg = TrainConfig.from_dict({**saved, "out_dir": args.resume})
