@@ -204,3 +204,20 @@ def test_a_short_run_learns_the_builtin_corpus(tmp_path):
                          "out_dir": str(tmp_path / "run"), "progress": False}, model=dict(model))
     summary = Trainer(cfg, log=lambda m: None).run()
     assert summary["val_bpb"] < 2.55, summary
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, corpus, monkeypatch):
+    trainer = Trainer(config(tmp_path / "run", corpus), log=lambda m: None)
+    real_step = trainer.train_step
+
+    def interrupted_at_3():
+        if trainer.step == 3:
+            raise KeyboardInterrupt
+        return real_step()
+
+    monkeypatch.setattr(trainer, "train_step", interrupted_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    resumed = Trainer(config(tmp_path / "run", corpus), resume=True, log=lambda m: None)
+    assert resumed.step == 3
+    assert resumed.run()["steps"] == 8
