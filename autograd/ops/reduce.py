@@ -100,10 +100,7 @@ class Max(Function):
 
     @staticmethod
     def forward(ctx, a, *, axis=None, keepdims=False):
-        axes = _start(ctx, a, axis)
-        out = a.max(axis=axes, keepdims=True)
-        ctx.save_for_backward(a, out)
-        return out if keepdims else out.reshape([n for i, n in enumerate(a.shape) if i not in axes])
+        return _extreme(ctx, a, axis, keepdims, a.max)
 
     @staticmethod
     def backward(ctx, g):
@@ -117,14 +114,23 @@ class Min(Function):
 
     @staticmethod
     def forward(ctx, a, *, axis=None, keepdims=False):
-        axes = _start(ctx, a, axis)
-        out = a.min(axis=axes, keepdims=True)
-        ctx.save_for_backward(a, out)
-        return out if keepdims else out.reshape([n for i, n in enumerate(a.shape) if i not in axes])
+        return _extreme(ctx, a, axis, keepdims, a.min)
 
     @staticmethod
     def backward(ctx, g):
         return _to_extremes(g, ctx)
+
+
+def _extreme(ctx, a, axis, keepdims, reduce):
+    """max or min (`reduce`) over `axis`, keeping a and the keepdims result for backward."""
+    axes = _start(ctx, a, axis)
+    out = reduce(axis=axes, keepdims=True)
+    ctx.save_for_backward(a, out)
+    return out if keepdims else out.reshape(_reduced_shape(a.shape, axes))
+
+
+def _reduced_shape(shape, axes):
+    return [n for i, n in enumerate(shape) if i not in axes]
 
 
 def _to_extremes(g, ctx):
@@ -148,7 +154,7 @@ class LogSumExp(Function):
         m = xp.where(xp.isfinite(m), m, 0)  # an all -inf slice must not give nan
         out = xp.log(xp.exp(a - m).sum(axis=axes, keepdims=True)) + m
         ctx.save_for_backward(a, out)
-        return out if keepdims else out.reshape([n for i, n in enumerate(a.shape) if i not in axes])
+        return out if keepdims else out.reshape(_reduced_shape(a.shape, axes))
 
     @staticmethod
     def backward(ctx, g):
