@@ -22,15 +22,15 @@ def _data(x):
     return x.data if isinstance(x, Tensor) else x
 
 
-def _host_index_to(index, like, what, num=None):
+def _host_index_to(index, like, what, num=None, ignore=None):
     """Ids, targets and masks are often made on the host (a data loader, np.arange); move them
-    to the device of the tensor they index, checking integer ids first while they are still on
-    the host (afterwards a check would wait for the GPU)."""
+    to the device of the tensor they index, checking integer ids (other than `ignore`) first,
+    while they are still on the host (afterwards a check would wait for the GPU)."""
     index = _data(index)
     if index is None or not is_cupy_array(like.data) or is_cupy_array(index):
         return index
     if num is not None:
-        _nn.check_ids(index, num, what)
+        _nn.check_ids(index if ignore is None else index[index != ignore], num, what)
     return to_device(index, device_of(like.data))
 
 
@@ -71,11 +71,8 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
     not `ignore_index`."""
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
-    targets = _data(targets)
-    if is_cupy_array(logits.data) and not is_cupy_array(targets):
-        kept = targets[targets != ignore_index]
-        _nn.check_ids(kept, logits.shape[-1], "cross_entropy: targets")
-        targets = to_device(targets, "cuda")
+    targets = _host_index_to(targets, logits, "cross_entropy: targets", logits.shape[-1],
+                             ignore=ignore_index)
     return CrossEntropy.apply(logits, targets, ignore_index=ignore_index,
                               label_smoothing=float(label_smoothing))
 

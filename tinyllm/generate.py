@@ -88,9 +88,10 @@ def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
                 nxt = sample_next(asnumpy(logits.data[:, -1, :]), rng, temperature, top_k, top_p)
                 tokens = np.concatenate([tokens, nxt[:, None].astype(tokens.dtype)], axis=1)
                 yield nxt
-                done |= np.isin(nxt, list(stops)) if stops else False
-                if stops and done.all():
-                    return
+                if stops:
+                    done |= np.isin(nxt, list(stops))
+                    if done.all():
+                        return
     finally:
         model.train(was_training)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from autograd.backend import get_array_module, is_cupy_array
 from autograd.function import Function
+from autograd.ops.nn import check_ids
 
 
 def stable_softmax(x, axis=-1, keep=None, bias=None):
@@ -102,8 +103,8 @@ class CrossEntropy(Function):
         t = targets.reshape(-1)
         kept = t != ignore_index
         safe_t = xp.where(kept, t, 0)
-        if not is_cupy_array(t) and t.size and (int(safe_t.min()) < 0 or int(safe_t.max()) >= V):
-            raise IndexError(f"cross_entropy: targets must be in [0, {V}) or {ignore_index}")
+        if not is_cupy_array(t):  # on a GPU the check would wait for the device (F checks first)
+            check_ids(t[kept], V, f"cross_entropy: targets (other than {ignore_index})")
         p, lse = stable_softmax(x, axis=-1)
         rows = xp.arange(x.shape[0])
         logp_target = x[rows, safe_t] - lse[:, 0]
