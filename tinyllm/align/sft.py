@@ -57,6 +57,7 @@ class FinetuneConfig:
     answer_tokens: int = 24  # longest greedy answer in exact-match evaluation
     seed: int = 0
     progress: bool = True
+    plot: bool = True  # loss.png at the end (when matplotlib is installed)
 
     @classmethod
     def from_dict(cls, d):
@@ -308,7 +309,8 @@ class FineTuner:
                                  "expected": prompt_and_answer(ex.messages)[1], "answer": r}
                                 for ex, r in list(zip(self.held_out, replies))[:5]]}
         ckpt.write_json(self.run_dir / "summary.json", summary)
-        plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+        if c.plot:
+            plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
         return summary
 
 
