@@ -94,22 +94,25 @@ def prepare_model_for_finetune(model, cfg: FinetuneConfig, log=print):
 
 
 def load_examples(cfg: FinetuneConfig):
-    """(train, held-out) Example lists. builtin:NAME has its own splits (held-out = test, never
-    trained on); a file is shuffled with the seed and `val_fraction` of it held out."""
+    """(train, validation, test) Example lists. builtin:NAME has three disjoint splits
+    (validation loss on one, exact match on another, neither trained on); a file is shuffled
+    with the seed and `val_fraction` of it held out, for both validation loss and exact match."""
     if cfg.data.startswith("builtin:"):
         from tinyllm.align.builtin_qa import builtin_examples
 
         name = cfg.data.split(":", 1)[1]
         return (builtin_examples(name, "train", seed=cfg.seed),
+                builtin_examples(name, "val", n=cfg.eval_examples, seed=cfg.seed),
                 builtin_examples(name, "test", n=cfg.eval_examples, seed=cfg.seed))
     examples = read_jsonl(cfg.data)
     if not 0.0 < cfg.val_fraction < 1.0:
         raise ValueError(f"--val-fraction must be between 0 and 1, got {cfg.val_fraction}")
-    order = np.random.default_rng(cfg.seed).permutation(len(examples))
-    n_val = min(cfg.eval_examples, max(1, round(cfg.val_fraction * len(examples))))
     if len(examples) < 2:
         raise ValueError(f"{cfg.data}: needs at least 2 examples (one to train, one held out)")
-    return [examples[i] for i in order[n_val:]], [examples[i] for i in order[:n_val]]
+    order = np.random.default_rng(cfg.seed).permutation(len(examples))
+    n_held = min(cfg.eval_examples, max(1, round(cfg.val_fraction * len(examples))))
+    held_out = [examples[i] for i in order[:n_held]]
+    return [examples[i] for i in order[n_held:]], held_out, held_out
 
 
 @ag.no_grad()
@@ -202,13 +205,13 @@ class FineTuner:
 
     def _load_data(self):
         cfg, block = self.cfg, self.model.config.block_size
-        train, held_out = load_examples(cfg)
+        train, val, test = load_examples(cfg)
         self.train_seqs, report = tokenize_examples(train, self.tok, block)
         self.log(f"train data {cfg.data}: {report}")
-        self.val_seqs, val_report = tokenize_examples(held_out, self.tok, block)
-        self.log(f"held-out: {val_report}")
-        self.report = {"train": report.to_dict(), "held_out": val_report.to_dict()}
-        self.held_out = held_out[:cfg.eval_examples]
+        self.val_seqs, val_report = tokenize_examples(val, self.tok, block)
+        self.log(f"held out for validation loss: {val_report}")
+        self.report = {"train": report.to_dict(), "validation": val_report.to_dict()}
+        self.held_out = test  # for exact match
         self.pad_id = self.tok.special_tokens[END_TOKEN]  # any id: padded positions are ignored
         self.batches = SFTBatches(self.train_seqs, cfg.batch_size, block, self.pad_id,
                                   mode=cfg.batching, seed=cfg.seed)
