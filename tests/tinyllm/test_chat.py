@@ -2,6 +2,10 @@
 
 import io
 import json
+import os
+import select
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,3 +111,41 @@ def test_cli_chat_bad_input_is_one_line(run, capsys):
     assert len(err) == 1 and "not a run directory" in err[0]
     assert main(["chat", str(run / "chat"), "--max-new-tokens", "0"]) == 1
     assert "--max-new-tokens must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_chat_in_a_pseudo_terminal_quits_on_ctrl_d(run):
+    """The real command on a terminal: a reply streams back, then Ctrl-D ends the chat."""
+    import subprocess
+    import sys
+
+    main_fd, child_fd = os.openpty()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "tinyllm", "chat", str(run / "chat"),
+                             "--max-new-tokens", "4", "--seed", "0"], stdin=child_fd,
+                            stdout=child_fd, stderr=child_fd, env=env, close_fds=True)
+    os.close(child_fd)
+    seen = b""
+
+    def read_until(marker, count=1):
+        nonlocal seen
+        deadline = time.monotonic() + 60
+        while seen.count(marker) < count and time.monotonic() < deadline:
+            ready, _, _ = select.select([main_fd], [], [], 1.0)
+            if ready:
+                try:
+                    seen += os.read(main_fd, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+        return seen.count(marker) >= count
+
+    try:
+        assert read_until(b"you> ")
+        os.write(main_fd, b"hello there\n")
+        assert read_until(b"bot> ") and read_until(b"you> ", 2)
+        os.write(main_fd, b"\x04")  # Ctrl-D on an empty line: end of input
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main_fd)
