@@ -52,6 +52,7 @@ def test_seeded_short_run_raises_exact_match_and_lowers_validation_loss(setup):
     model, tok, saved = load_run(setup / "run")
     assert "<|assistant|>" in tok.special_tokens and model.config.vocab_size == tok.vocab_size
     assert saved["finetune"]["data"].endswith("ok.jsonl")
+    assert main(["sample", str(setup / "run"), "--max-new-tokens", "3", "--seed", "0"]) == 0
 
 
 @pytest.mark.parametrize("batching", ["pad", "pack"])
@@ -60,7 +61,11 @@ def test_resume_equals_not_stopping(setup, batching):
     FineTuner(config(setup, f"whole-{batching}", **small), log=lambda m: None).run()
     cfg = config(setup, f"halves-{batching}", **small)
     FineTuner(cfg, log=lambda m: None).run(stop_at=4)
+    with open(setup / f"halves-{batching}" / "metrics.jsonl", "a") as f:  # logged, then a crash
+        f.write(json.dumps({"step": 5, "loss": 9.9}) + "\n")
     FineTuner(cfg, resume=True, log=lambda m: None).run()
+    records = [json.loads(x) for x in (setup / f"halves-{batching}" / "metrics.jsonl").open()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]
     a = load_file(ckpt.checkpoint_dir(setup / f"whole-{batching}") / "model.safetensors")[0]
     b = load_file(ckpt.checkpoint_dir(setup / f"halves-{batching}") / "model.safetensors")[0]
     assert a.keys() == b.keys()

@@ -33,6 +33,7 @@ from tinyllm.align.sft_data import IGNORE, SFTBatches, pad_batch, read_jsonl, to
 from tinyllm.align.template import END_TOKEN, prompt_and_answer, render
 from tinyllm.align.vocab import prepare_chat_vocab
 from tinyllm.model import GPT, GPTConfig
+from tinyllm.safetensors import atomic_write
 
 
 @dataclass
@@ -195,6 +196,7 @@ class FineTuner:
             self.base_exact_match = state["base_exact_match"]
             self.batches.load_state_dict(state["batches"])
             ckpt.set_rng_state(self.model.rng, state["model_rng"])
+            self._forget_metrics_after(self.step)
             self.log(f"resumed {self.run_dir} at step {self.step}")
         else:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -223,6 +225,13 @@ class FineTuner:
 
     def save(self):
         ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, self._state())
+
+    def _forget_metrics_after(self, step):
+        """Drop the metrics of steps after the checkpoint: the resumed run makes them again."""
+        path = self.run_dir / "metrics.jsonl"
+        lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+        kept = "".join(x for x in lines if x.strip() and json.loads(x)["step"] <= step)
+        atomic_write(path, lambda f: f.write(kept), mode="w")
 
     def _metrics(self, record):
         with open(self.run_dir / "metrics.jsonl", "a") as f:
