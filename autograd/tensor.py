@@ -29,8 +29,11 @@ def get_default_dtype():
 
 
 def _as_array(data, dtype=None):
-    """Arrays keep their dtype; Python floats and lists become the default float dtype."""
-    if type(data) is np.ndarray or is_cupy_array(data):
+    """Arrays keep their dtype; Python floats and lists become the default float dtype.
+    NumPy array subclasses (np.memmap) become plain arrays over the same memory, dtype kept."""
+    if isinstance(data, np.ndarray) or is_cupy_array(data):
+        if type(data) is not np.ndarray and not is_cupy_array(data):
+            data = data.view(np.ndarray)
         return data if dtype is None or data.dtype == dtype else data.astype(dtype)
     if isinstance(data, Tensor):
         raise TypeError("Tensor(...) got a Tensor; use .detach() or .data to get its array")
@@ -45,7 +48,7 @@ class Tensor:
     """A node of the computation graph. See the module docstring."""
 
     __slots__ = ("data", "grad", "requires_grad", "name", "_node", "_hooks", "_retains_grad",
-                 "__weakref__")
+                 "_version", "__weakref__")
     # NumPy defers to our reflected operators (ndarray + Tensor calls Tensor.__radd__).
     __array_ufunc__ = None
 
@@ -56,6 +59,7 @@ class Tensor:
         self._node = None
         self._hooks = ()
         self._retains_grad = False
+        self._version = 0  # raised by in-place updates; see function.modifying
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -334,14 +338,22 @@ class _HookHandle:
         self.tensor._hooks = tuple(h for h in self.tensor._hooks if h is not self.fn)
 
 
-def tensor(data, requires_grad=False, dtype=None, device=None, name=None):
+def tensor(data, requires_grad=False, dtype=None, device=None, name=None, copy=True):
     """Make a leaf tensor. Arrays keep their dtype; Python floats become float32 by default.
-    `device` is 'cpu' or 'cuda' (default: `set_default_device`)."""
+    `device` is 'cpu' or 'cuda' (default: `set_default_device`).
+
+    The tensor gets its own copy of an array, so an optimizer updating it in place never
+    writes into the caller's array, and the caller changing theirs never changes the tensor.
+    `copy=False` shares the array instead when no conversion is needed (no dtype change, same
+    device): cheaper for big inputs, but then the two are one; while a graph saved it, a NumPy
+    array is read-only (see autograd.function)."""
     data = _raw(data)
     arr = _as_array(data, None if dtype is None else np.dtype(dtype))
     device = device or backend.get_default_device()
-    arr = backend.to_device(arr, device)
-    return Tensor(arr, requires_grad=requires_grad, name=name)
+    moved = backend.to_device(arr, device)
+    if copy and (moved is data or (isinstance(data, np.ndarray) and moved.base is data)):
+        moved = moved.copy()
+    return Tensor(moved, requires_grad=requires_grad, name=name)
 
 
 # Op modules import Function, which imports this module: import them after Tensor exists.
