@@ -232,6 +232,9 @@ class Function:
         inputs = tuple(x if isinstance(x, Tensor) else Tensor(x) for x in inputs)
         if len(inputs) > 1:
             _check_same_device(cls, inputs)
+            _check_same_float_dtype(cls, inputs)
+        if params:
+            params = {k: _plain(v) for k, v in params.items()}
         needs = tuple(t.requires_grad for t in inputs)
         record = any(needs) and is_grad_enabled()
         ctx = Context(params, needs)
@@ -244,6 +247,34 @@ class Function:
             for hook in tuple(forward_hooks):
                 hook(cls, ctx, inputs, out)
         return out
+
+
+def _plain(value):
+    """A NumPy scalar parameter as the Python number it holds. np.float64 is a subclass of
+    float, but under NumPy 2's promotion rules (NEP 50) it turns float32 arrays into float64,
+    where a Python float keeps their dtype (and NumPy 1 decided by value): plain numbers
+    behave the same everywhere."""
+    return value.item() if isinstance(value, np.generic) and value.dtype.kind in "biuf" else value
+
+
+def _check_same_float_dtype(fn, inputs):
+    """Refuse inputs of different float dtypes, naming them.
+
+    NumPy would promote (float32 with float64 gives float64), and then the op's gradient for
+    the float32 input would come back float64, or the whole model would quietly run in float64
+    from that op on. Casting is the caller's decision: `x.astype(np.float32)`. Integer and
+    boolean inputs (ids, masks, targets) may sit next to any float."""
+    floats = {t.dtype for t in inputs if t.dtype.kind in "fc"}
+    if len(floats) > 1:
+        from autograd.debug._format import arg_names
+
+        names = arg_names(fn, len(inputs))
+        shown = ", ".join(f"{n} {t.dtype} {tuple(t.shape)}" for n, t in zip(names, inputs))
+        raise TypeError(
+            f"{fn.name}: inputs of different float dtypes ({shown}); cast one with "
+            ".astype(...) so they match (ops never promote: a float64 input would make the "
+            "gradient of a float32 weight float64)"
+        )
 
 
 def _check_same_device(fn, inputs):

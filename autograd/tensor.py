@@ -81,6 +81,12 @@ class Tensor:
         return None if self._node is None else self._node.fn
 
     def requires_grad_(self, flag=True):
+        if not flag and self._node is not None:
+            raise RuntimeError(
+                f"requires_grad_(False) on the output of '{self._node.fn.name}' would cut the "
+                "graph behind it; only leaves can change it. Use .detach() for a copy cut off "
+                "from the graph"
+            )
         if flag and self.data.dtype.kind not in "fc":
             raise TypeError(
                 f"only floating-point tensors can require gradients; this one is {self.dtype} "
@@ -98,6 +104,14 @@ class Tensor:
 
     def __len__(self):
         return len(self.data)
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise ValueError(
+                f"the truth value of a tensor of shape {tuple(self.shape)} is ambiguous; use "
+                "(t > 0).any() or .all() on its data"
+            )
+        return bool(self.data.item())
 
     __hash__ = object.__hash__
 
@@ -155,10 +169,12 @@ class Tensor:
 
     # ---- operators -----------------------------------------------------------------------------
     def _lift(self, other):
-        """Wrap a scalar or array as a constant tensor, keeping this tensor's float dtype."""
+        """Wrap a scalar or array as a constant tensor. Numbers, NumPy scalars included, take
+        this tensor's float dtype (as in PyTorch, a scalar never promotes a tensor)."""
         if isinstance(other, Tensor):
             return other
         xp = get_array_module(self.data)
+        other = _number(other)
         if isinstance(other, (int, float, bool)) and self.dtype.kind == "f":
             return Tensor(xp.asarray(other, dtype=self.dtype))
         return Tensor(xp.asarray(other))
@@ -188,6 +204,7 @@ class Tensor:
         return _ew.Div.apply(self._lift(other), self)
 
     def __pow__(self, exponent):
+        exponent = _number(exponent)
         if isinstance(exponent, (int, float)):
             return _ew.PowScalar.apply(self, exponent=exponent)
         return _ew.Pow.apply(self, self._lift(exponent))
@@ -255,7 +272,7 @@ class Tensor:
         return _ew.Abs.apply(self)
 
     def clip(self, min=None, max=None):
-        return _ew.Clip.apply(self, lo=min, hi=max)
+        return _ew.Clip.apply(self, lo=_number(min), hi=_number(max))
 
     def maximum(self, other):
         return _ew.Maximum.apply(self, self._lift(other))
@@ -328,6 +345,12 @@ class Tensor:
 
 def _raw(x):
     return x.data if isinstance(x, Tensor) else x
+
+
+def _number(x):
+    """A NumPy scalar (np.float64(2.5), np.int64(2)) as a Python number; anything else as is.
+    np.float64 subclasses float, yet NumPy 2 lets it promote float32 arrays to float64."""
+    return x.item() if isinstance(x, np.generic) and x.dtype.kind in "biuf" else x
 
 
 class _HookHandle:
