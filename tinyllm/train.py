@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -147,6 +149,7 @@ class Trainer:
         self.optimizer = optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
                                      betas=(cfg.beta1, cfg.beta2))
         self.step = 0
+        self._phase = None  # where in a step we are: None (between steps), compute, update...
         self.planned_steps = None if cfg.max_minutes else cfg.max_steps
         self.train_tokens = 0
         self.skipped = 0
@@ -190,8 +193,17 @@ class Trainer:
         return self.planned_steps or self.cfg.max_steps
 
     def train_step(self):
-        """Forward and backward over `grad_accum` micro-batches, clip, update. Returns the loss."""
+        """Forward and backward over `grad_accum` micro-batches, clip, update. Returns the loss.
+
+        A step is a transaction (see `_interrupted`): until the update starts it changes only
+        the gradients, the data position and the dropout generator, all of which `_boundary`
+        records so an interrupted step can be undone; once the update has been applied the
+        step's bookkeeping is recomputed from that record, so it is finished exactly once."""
         c = self.cfg
+        self._boundary = {"step": self.step, "loader_step": self.train_loader.step,
+                          "model_rng": ckpt.rng_state(self.model.rng),
+                          "train_tokens": self.train_tokens, "skipped": self.skipped}
+        self._phase = "compute"
         self.optimizer.set_lr(self.lr_at(self.step))
         total = 0.0
         for _ in range(c.grad_accum):
@@ -204,19 +216,50 @@ class Trainer:
         norm = optim.clip_grad_norm(self.model.parameters(), c.grad_clip)
         # Guessing uniformly costs ln(V) nats; three times that means training has blown up.
         exploded = total > 3 * math.log(self.model_cfg.vocab_size)
-        if exploded or not (math.isfinite(total) and math.isfinite(norm)):
-            if not c.skip_nonfinite:
-                what = "exploded" if exploded and math.isfinite(total) else "is not finite"
-                raise TrainingDiverged(
-                    f"step {self.step}: the loss ({total:.4g}, gradient norm {norm:.4g}) {what}; "
-                    "lower --lr, or pass --skip-nonfinite to skip such batches")
-            self.skipped += 1
-        else:
+        skip = exploded or not (math.isfinite(total) and math.isfinite(norm))
+        if skip and not c.skip_nonfinite:
+            what = "exploded" if exploded and math.isfinite(total) else "is not finite"
+            self._undo_step()
+            raise TrainingDiverged(
+                f"step {self.step}: the loss ({total:.4g}, gradient norm {norm:.4g}) {what}; "
+                "lower --lr, or pass --skip-nonfinite to skip such batches")
+        self._phase = "update"  # from here the weights change: no way back, only forward
+        if not skip:
             self.optimizer.step()
-        self.optimizer.zero_grad()
-        self.step += 1
-        self.train_tokens += c.batch_size * c.grad_accum * self.model_cfg.block_size
+        self._skipped_now = int(skip)
+        self._phase = "updated"
+        self._finish_step()
         return total
+
+    def _finish_step(self):
+        """The bookkeeping after an applied update, computed from the step's start so that
+        doing it twice (after an interrupt inside it) changes nothing."""
+        b, c = self._boundary, self.cfg
+        self.optimizer.zero_grad()
+        self.skipped = b["skipped"] + self._skipped_now
+        self.train_tokens = (b["train_tokens"]
+                             + c.batch_size * c.grad_accum * self.model_cfg.block_size)
+        self.step = b["step"] + 1
+        self._phase = None
+
+    def _undo_step(self):
+        """Back to the state before the step began (its update not yet applied)."""
+        b = self._boundary
+        self.optimizer.zero_grad()
+        self.train_loader.step = b["loader_step"]
+        ckpt.set_rng_state(self.model.rng, b["model_rng"])
+        self.step, self.train_tokens, self.skipped = b["step"], b["train_tokens"], b["skipped"]
+        self._phase = None
+
+    def _interrupted(self):
+        """Bring an interrupted step to a step boundary. Returns False when that is impossible:
+        the interrupt landed inside `optimizer.step()`, the weights are half updated, and only
+        the last checkpoint is consistent (a real Ctrl-C never lands there: `run` defers it)."""
+        if self._phase == "compute":
+            self._undo_step()
+        elif self._phase == "updated":
+            self._finish_step()
+        return self._phase is None
 
     # ---- evaluation ---------------------------------------------------------------------------
     def evaluate(self, tokens=None, prefix=None):
@@ -256,11 +299,17 @@ class Trainer:
                  f"block {self.model_cfg.block_size}, vocab {self.model_cfg.vocab_size}")
         tokens_per_step = c.batch_size * c.grad_accum * self.model_cfg.block_size
         bar = progress_bar(total=self.total_steps(), initial=self.step, enabled=c.progress)
-        outer_log, self.log = self.log, bar.write  # messages must not break the bar's line
+        outer_log = self.log
+        if c.progress:
+            self.log = bar.write  # messages must not break the bar's line
         start = time.perf_counter() - self.train_seconds
         evals = []
+        self._stop_requested = False
+        previous_handler = self._defer_ctrl_c()
         try:
             while self.step < self.total_steps():
+                if self._stop_requested:  # a Ctrl-C arrived during the last step
+                    raise KeyboardInterrupt
                 if stop_at is not None and self.step >= stop_at:
                     self.save()
                     return None
@@ -276,17 +325,24 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
                 if self.step % c.eval_interval == 0 or self.step == self.total_steps():
-                    evals.append(self._eval_and_save(bar))
+                    evals.append(self._eval_and_save())
         except KeyboardInterrupt:
-            self.save()
-            self.log(f"\ninterrupted at step {self.step}; checkpoint saved. Continue with: "
-                     f"tinyllm train --resume {self.run_dir}")
+            if self._interrupted():
+                self.save()
+                self.log(f"\ninterrupted at step {self.step}; checkpoint saved. Continue with: "
+                         f"tinyllm train --resume {self.run_dir}")
+            else:
+                self.log(f"\ninterrupted while applying the update of step {self.step}: the "
+                         "weights are half updated, so nothing was saved; the last checkpoint "
+                         f"is kept. Continue with: tinyllm train --resume {self.run_dir}")
             raise
         finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
             bar.close()
             self.log = outer_log
         wall = time.perf_counter() - start
-        last = evals[-1] if evals else self._eval_and_save(None)
+        last = evals[-1] if evals else self._eval_and_save()
         p = self.eval_split + "_"
         summary = {k: v for k, v in last.items() if k.startswith(p)}
         if self.eval_split != "val":
@@ -308,6 +364,21 @@ class Trainer:
         plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
         return summary
 
+    def _defer_ctrl_c(self):
+        """Make Ctrl-C stop the run at the end of the current step (checked at the top of the
+        loop), so a checkpoint always holds a whole number of steps; a second Ctrl-C stops at
+        once. Returns the handler it replaced (None when signals can't be handled here: not
+        the main thread)."""
+        def handler(signum, frame):
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self.log("\nstopping after this step (Ctrl-C again to stop at once)")
+
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        return signal.signal(signal.SIGINT, handler)
+
     def _plan_steps(self):
         """Fit the step count to the time budget from the speed so far (evaluations included),
         so the cosine schedule ends at its floor when the time is up."""
@@ -327,13 +398,13 @@ class Trainer:
                 + (f", {bpb:.3f} bits/byte" if bpb is not None else "")
                 + f" ({metrics[p + 'tokens']:,} tokens{', sampled' if metrics[p + 'sampled'] else ''})")
 
-    def _eval_and_save(self, bar):
+    def _eval_and_save(self):
         metrics = self.evaluate()
         sample = self.sample()
         record = {"step": self.step, **metrics, "sample": sample}
         self._metrics(record)
         text = self._describe(metrics, self.eval_split) + "\n" + _indent_sample(sample[:200])
-        (bar.write if bar is not None else self.log)(text)
+        self.log(text)
         self.save()
         return record
 
