@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from tinyllm.model import GPT, GPTConfig
 
 @dataclass
 class TrainConfig:
-    out_dir: str = "runs/tinyllm"
+    out_dir: str | None = None  # None: runs/tinyllm, or the first free runs/tinyllm-N
     data: str = "builtin:pydoc"  # a prepared folder, files or folders of text, or builtin:NAME
     tokenizer: str | None = None  # a saved tokenizer; None trains one with `vocab_size`
     batch_size: int = 16
@@ -81,25 +82,73 @@ class TrainingDiverged(RuntimeError):
     """The loss or gradient became NaN or infinite (or exploded) at a named step."""
 
 
-def load_data(cfg: TrainConfig, vocab_size: int, run_dir: Path, log):
-    """(tokenizer, train tokens, val tokens, test tokens or None) for `cfg.data`. Folders
-    prepared before the test split existed have no test.bin: test is then None."""
-    from tinyllm.data.dataset import read_tokens
+class RunFolderError(ValueError):
+    """A run folder that can't be used as asked: an earlier run would be mixed or replaced, or
+    its prepared data no longer matches its configuration."""
+
+
+DEFAULT_OUT = "runs/tinyllm"
+
+
+def new_run_dir(out_dir: str | None, log) -> Path:
+    """The folder for a new (not resumed) run. An earlier run is never replaced or mixed in:
+    with no `--out` the first free one of runs/tinyllm, runs/tinyllm-2, runs/tinyllm-3, ... is
+    taken (and named), so the README's commands can run one after another; an `--out` that was
+    given explicitly and already holds something is refused."""
+    if out_dir is None:
+        base = Path(DEFAULT_OUT)
+        candidate, n = base, 1
+        while _occupied(candidate):
+            n += 1
+            candidate = base.with_name(f"{base.name}-{n}")
+        if candidate != base:
+            log(f"{base} holds an earlier run; this run goes to {candidate} "
+                f"(continue that one with --resume {base})")
+        return candidate
+    folder = Path(out_dir)
+    if _occupied(folder):
+        what = "a run" if (folder / "config.json").exists() else "files"
+        raise RunFolderError(
+            f"{folder} already holds {what}; a new run never replaces or mixes with it. Pass "
+            f"--resume {folder} to continue it, or --out NEW_FOLDER for a new run (or delete it)")
+    return folder
+
+
+def _occupied(folder: Path) -> bool:
+    return folder.exists() and (not folder.is_dir() or any(folder.iterdir()))
+
+
+def load_data(cfg: TrainConfig, vocab_size: int, run_dir: Path, log, resume: bool = False):
+    """(tokenizer, train tokens, val tokens, test tokens or None) for `cfg.data`: a prepared
+    folder used as it is, or text prepared into RUN/data. RUN/data is reused only when its
+    recorded provenance (sources, vocabulary size or tokenizer, cleaning) matches `cfg`;
+    otherwise a new run prepares it again, and a resume refuses (its data would change under
+    it). Folders prepared before the test split existed have no test.bin: test is then None."""
     from tinyllm.data.prepare import prepare
-    from tinyllm.tokenizer import BPETokenizer
+    from tinyllm.data.prepared import check_prepared, load_prepared, provenance, tokenizer_sha256
 
     src = Path(cfg.data)
-    if src.is_dir() and (src / "train.bin").exists():
-        folder = src
+    if src.is_dir() and (src / "meta.json").exists():  # a folder made by `tinyllm prepare`
+        data = load_prepared(src)
+        if cfg.tokenizer and tokenizer_sha256(cfg.tokenizer) != tokenizer_sha256(data.tokenizer):
+            raise RunFolderError(f"--tokenizer {cfg.tokenizer} is not the tokenizer {src} was "
+                                 "prepared with; prepare the data with it, or leave it out")
     else:
         folder = run_dir / "data"
-        if not (folder / "train.bin").exists():
+        differences = check_prepared(folder, provenance([cfg.data], vocab_size, cfg.tokenizer))
+        if differences and resume and (folder / "meta.json").exists():
+            raise RunFolderError(
+                f"cannot resume {run_dir}: its prepared data {folder} no longer matches the run's "
+                f"configuration ({'; '.join(differences)}); start a new run instead")
+        if differences:
+            if folder.exists():
+                log(f"not reusing {folder}: {'; '.join(differences)}")
             log(f"preparing {cfg.data} (vocab {vocab_size}) into {folder}")
             prepare(cfg.data, folder, tokenizer=cfg.tokenizer, vocab_size=vocab_size,
                     progress=cfg.progress)
-    tok = BPETokenizer.load(folder / "tokenizer.json")
-    test = read_tokens(folder / "test.bin") if (folder / "test.bin").exists() else None
-    return tok, read_tokens(folder / "train.bin"), read_tokens(folder / "val.bin"), test
+        data = load_prepared(folder)
+    test = data.test if len(data.test) else None
+    return data.tokenizer, data.train, data.val, test
 
 
 def param_groups(model, weight_decay):
@@ -114,10 +163,25 @@ class Trainer:
     """One training run. `Trainer(cfg).run()` trains; `resume=True` continues a run dir."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, log=None):
-        self.cfg = cfg
-        self.run_dir = Path(cfg.out_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        if resume:
+            self.run_dir = Path(cfg.out_dir or DEFAULT_OUT)
+            self._setup(cfg, resume)
+            return
+        self.run_dir = new_run_dir(cfg.out_dir, self.log)
+        created = not self.run_dir.exists()
+        try:
+            self._setup(replace(cfg, out_dir=str(self.run_dir)), resume)
+        except BaseException:
+            # A run that failed before it began (bad data, Ctrl-C while preparing) leaves no
+            # folder behind that would block the same command next time.
+            if created and not (self.run_dir / "config.json").exists():
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+
+    def _setup(self, cfg, resume):
+        self.cfg = cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.device != "cpu":
             ag.set_default_device(cfg.device)
         if resume:
@@ -126,7 +190,7 @@ class Trainer:
         else:
             self.model_cfg = GPTConfig(**cfg.model)
         self.tok, train, val, test = load_data(cfg, self.model_cfg.vocab_size, self.run_dir,
-                                               self.log)
+                                               self.log, resume=resume)
         if self.tok.vocab_size != self.model_cfg.vocab_size:
             self.model_cfg = GPTConfig(**{**self.model_cfg.to_dict(),
                                           "vocab_size": self.tok.vocab_size})
@@ -157,10 +221,13 @@ class Trainer:
         if resume:
             self._restore()
         else:
+            # A checkpoint of step 0 first, then config.json (the mark of a run): a run killed
+            # at any moment after it has a name can be resumed.
+            (self.run_dir / "metrics.jsonl").write_text("")
+            self.tok.save(self.run_dir / "tokenizer.json")
+            self.save()
             ckpt.write_json(self.run_dir / "config.json",
                             {"model": self.model_cfg.to_dict(), "train": asdict(cfg)})
-            self.tok.save(self.run_dir / "tokenizer.json")
-            (self.run_dir / "metrics.jsonl").write_text("")
 
     # ---- state --------------------------------------------------------------------------------
     def _state(self):
@@ -176,9 +243,26 @@ class Trainer:
         self.train_seconds = state["train_seconds"]
         self.train_loader.load_state_dict(state["loader"])
         ckpt.set_rng_state(self.model.rng, state["model_rng"])
+        self._truncate_metrics()
         if self.cfg.max_minutes is None:  # a step count given now (e.g. a longer run) wins
             self.planned_steps = self.cfg.max_steps
         self.log(f"resumed {self.run_dir} at step {self.step}")
+
+    def _truncate_metrics(self):
+        """Drop the metrics a killed run logged after its checkpoint: the resumed run logs
+        those steps again, and each step should appear once."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= self.step:
+                    kept.append(line + "\n")
+            except (json.JSONDecodeError, AttributeError):
+                pass  # a line cut short by the kill
+        text = "".join(kept)
+        ckpt.atomic_write(path, lambda f: f.write(text), mode="w")
 
     def save(self):
         ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, self._state())
