@@ -24,6 +24,11 @@ from autograd import functional as F
 from autograd import nn
 
 
+# The settings that take one of a few names (the command line lists them as choices).
+CONFIG_CHOICES = {"pos": ("learned", "rope"), "mlp": ("gelu", "swiglu"),
+                  "norm": ("layernorm", "rmsnorm")}
+
+
 @dataclass
 class GPTConfig:
     vocab_size: int = 1024
@@ -41,9 +46,7 @@ class GPTConfig:
     rope_base: float = 10000.0
 
     def __post_init__(self):
-        choices = {"pos": ("learned", "rope"), "mlp": ("gelu", "swiglu"),
-                   "norm": ("layernorm", "rmsnorm")}
-        for name, allowed in choices.items():
+        for name, allowed in CONFIG_CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"GPTConfig.{name} must be one of {allowed}, "
                                  f"got {getattr(self, name)!r}")
