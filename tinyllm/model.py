@@ -23,7 +23,6 @@ import autograd as ag
 from autograd import functional as F
 from autograd import nn
 
-
 # The settings that take one of a few names (the command line lists them as choices).
 CONFIG_CHOICES = {"pos": ("learned", "rope"), "mlp": ("gelu", "swiglu"),
                   "norm": ("layernorm", "rmsnorm")}

@@ -68,10 +68,13 @@ def preset_value(preset, name):
 
 def _default_help(name):
     """'default: 128 (tiny: 64, medium: 256)': the default preset's value, then the others'."""
+    def show(value):
+        return "none" if value is None else str(value)
+
     shown = preset_value(DEFAULT_PRESET, name)
-    others = [f"{p}: {preset_value(p, name)}" for p in sorted(PRESETS)
+    others = [f"{p}: {show(preset_value(p, name))}" for p in PRESETS
               if p != DEFAULT_PRESET and preset_value(p, name) != shown]
-    return f"default: {shown}" + (f" ({', '.join(others)})" if others else "")
+    return f"default: {show(shown)}" + (f" ({', '.join(others)})" if others else "")
 
 
 def _add_dataclass_flags(parser, cls, group_title):
@@ -105,7 +108,7 @@ def register(subparsers):
         description="Train a GPT. With no arguments: the 'small' preset on CPython's built-in "
                     "documentation, about five minutes on a 2-core CPU. Defaults shown are the "
                     "'small' preset's (other presets' values in brackets).")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
                    help="model size and schedule to start from (default: small)")
     p.add_argument("--resume", metavar="RUN", help="continue the run saved in RUN")
     p.add_argument("--out", dest="out_dir", default=None, metavar="RUN",
