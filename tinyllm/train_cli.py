@@ -24,7 +24,7 @@ DEFAULT_PRESET = "small"
 _SKIP = {"model", "out_dir", "progress"}
 _CHOICES = {**CONFIG_CHOICES, "device": ("cpu", "cuda")}
 _HELP = {
-    "vocab_size": "tokens in the vocabulary (the tokenizer trained on --data gets this size)",
+    "vocab_size": "tokens in the vocabulary (a tokenizer trained for the run gets this size)",
     "block_size": "the longest context, in tokens",
     "n_layer": "transformer blocks", "n_head": "attention heads per block",
     "n_embd": "width of the residual stream", "dropout": "dropout probability, in [0, 1)",
@@ -54,26 +54,25 @@ _HELP = {
 }
 
 
-def preset_value(preset, name):
-    """The value a preset gives a field: its override, else the dataclass default."""
+def preset_value(preset, field):
+    """The value a preset gives a dataclass field: its override, else the field's default."""
     model_over, train_over = PRESETS[preset]
-    if name in model_over or name in train_over:
-        return {**model_over, **train_over}[name]
-    for cls in (GPTConfig, TrainConfig):
-        for f in dataclasses.fields(cls):
-            if f.name == name:
-                return None if f.default is dataclasses.MISSING else f.default
+    overrides = {**model_over, **train_over}
+    if field.name in overrides:
+        return overrides[field.name]
+    if field.default is not dataclasses.MISSING:
+        return field.default
     return None
 
 
-def _default_help(name):
+def _default_help(field):
     """'default: 128 (tiny: 64, medium: 256)': the default preset's value, then the others'."""
     def show(value):
         return "none" if value is None else str(value)
 
-    shown = preset_value(DEFAULT_PRESET, name)
-    others = [f"{p}: {show(preset_value(p, name))}" for p in PRESETS
-              if p != DEFAULT_PRESET and preset_value(p, name) != shown]
+    shown = preset_value(DEFAULT_PRESET, field)
+    others = [f"{p}: {show(preset_value(p, field))}" for p in PRESETS
+              if p != DEFAULT_PRESET and preset_value(p, field) != shown]
     return f"default: {show(shown)}" + (f" ({', '.join(others)})" if others else "")
 
 
@@ -88,7 +87,7 @@ def _add_dataclass_flags(parser, cls, group_title):
         if base not in (bool, int, float, str):
             continue  # lists, dicts: not a single flag
         described = f.metadata.get("help") or _HELP.get(f.name, "")
-        text = f"{described}; {_default_help(f.name)}" if described else _default_help(f.name)
+        text = f"{described}; {_default_help(f)}" if described else _default_help(f)
         text = text.replace("%", "%%")
         if base is bool:
             group.add_argument(flag_name(f.name), dest=f.name, default=None, help=text,
