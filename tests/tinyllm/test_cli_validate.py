@@ -153,3 +153,13 @@ def test_vocab_size_check_counts_the_specials():
     validate.check_vocab_size(258, n_special=2)
     with pytest.raises(ValueError, match="at least 258"):
         validate.check_vocab_size(257, n_special=2)
+
+
+def test_load_names_what_is_missing(tmp_path):
+    import tinyllm
+
+    with pytest.raises(ValueError, match="not a run folder"):
+        tinyllm.load(tmp_path)
+    (tmp_path / "config.json").write_text('{"model": {"vocab_size": 300, "n_layer": 1}}')
+    with pytest.raises(ValueError, match="no checkpoint"):
+        tinyllm.load(tmp_path)
