@@ -213,7 +213,8 @@ class FineTuner:
         self.val_seqs, val_report = tokenize_examples(val, self.tok, block)
         self.log(f"held out for validation loss: {val_report}")
         self.report = {"train": report.to_dict(), "validation": val_report.to_dict()}
-        self.held_out = test  # for exact match
+        # exact match asks for the final assistant message of each held-out conversation
+        self.held_out = [ex for ex in test if ex.messages[-1]["role"] == "assistant"]
         self.pad_id = self.tok.special_tokens[END_TOKEN]  # any id: padded positions are ignored
         self.batches = SFTBatches(self.train_seqs, cfg.batch_size, block, self.pad_id,
                                   mode=cfg.batching, seed=cfg.seed)
