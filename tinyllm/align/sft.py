@@ -43,7 +43,7 @@ class FinetuneConfig:
     out_dir: str = "runs/sft"
     batch_size: int = 32
     batching: str = "pad"  # "pad" (to the longest example in the batch) or "pack"
-    max_steps: int = 400
+    max_steps: int = 200
     lr: float = 2e-3
     min_lr: float = 2e-4
     warmup_steps: int = 20
@@ -51,7 +51,10 @@ class FinetuneConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
-    dropout: float | None = None  # None keeps the base run's
+    # None keeps the base run's. 0 by default: pre-training's dropout fights overfitting a
+    # small corpus many epochs over; a fine-tuning set is seen a few times, and learns faster
+    # without it (builtin:reverse: validation loss 0.21 vs 0.42 after 100 steps)
+    dropout: float | None = 0.0
     eval_interval: int = 100
     val_fraction: float = 0.1  # of a JSONL file's examples, held out (builtin sets have splits)
     eval_examples: int = 200  # held-out examples for validation loss and exact match
