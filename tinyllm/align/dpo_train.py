@@ -32,6 +32,7 @@ from autograd import nn, optim
 from autograd.backend import asnumpy
 from tinyllm import checkpoint as ckpt
 from tinyllm.align import lora as lora_mod
+from tinyllm.align import lora_runs
 from tinyllm.align.dpo import dpo_loss, pair_logprobs, reference_logprobs, reward_metrics
 from tinyllm.align.preference_data import load_pairs, preferred, split_pairs, tokenize_pairs
 from tinyllm.align.template import END_TOKEN, render
@@ -76,21 +77,6 @@ def load_run(run_dir):
     return model, BPETokenizer.load(run_dir / "tokenizer.json")
 
 
-class _Merged:
-    """What a LoRA run's checkpoint stores as its model: the plain GPT weights with the
-    adapters merged in (so other commands load it). Loading it back is a no-op: on resume the
-    adapters come from their own file and the base from the base run."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def state_dict(self):
-        return lora_mod.export_state_dict(self.model)
-
-    def load_state_dict(self, state, strict=True):
-        return None
-
-
 class _PairOrder:
     """Shuffled pair indices over epochs; `state_dict` makes the order resumable."""
 
@@ -125,7 +111,7 @@ class DPOTrainer:
         saved = ckpt.read_json(self.run_dir / "config.json") if resume else None
         model, tok = load_run(cfg.base_run)
         tok, added = prepare_chat_vocab(tok, model)
-        self.base_hash = lora_mod.weights_hash(model.state_dict())
+        self.base_hash = lora_mod.weights_hash(model.state_dict())  # before any adapter
         if saved and saved["base_hash"] != self.base_hash:
             raise ValueError(f"{cfg.base_run}: its weights changed since {self.run_dir} started "
                              "(the weight hash differs); cannot resume")
@@ -187,34 +173,20 @@ class DPOTrainer:
         save_file(self.ref, self.run_dir / "reference.safetensors", {"format": "tinyllm-dpo-ref"})
 
     # ---- state ---------------------------------------------------------------------------------
-    def _model_view(self):
-        return _Merged(self.model) if self.lora_cfg else self.model
-
     def save(self):
-        if self.lora_cfg:  # the adapter of this step first, so a checkpoint never lacks one
-            folder = self.run_dir / "adapters"
-            folder.mkdir(exist_ok=True)
-            lora_mod.save_adapter(folder / f"step-{self.step}.safetensors", self.model,
-                                  self.lora_cfg, self.base_hash, {"step": self.step})
+        lora_runs.save_step_adapter(self.run_dir, self.model, self.step)
         state = {"step": self.step, "train_seconds": self.train_seconds,
                  "order": self.order.state_dict()}
-        ckpt.save_checkpoint(self.run_dir, self._model_view(), self.optimizer, state)
-        if self.lora_cfg:
-            for old in (self.run_dir / "adapters").glob("step-*.safetensors"):
-                if old.name != f"step-{self.step}.safetensors":
-                    old.unlink()
+        ckpt.save_checkpoint(self.run_dir, lora_runs.checkpoint_model(self.model),
+                             self.optimizer, state)
+        lora_runs.prune_step_adapters(self.run_dir, self.step)
 
     def _restore(self):
         from tinyllm.safetensors import load_file
 
-        state = ckpt.read_json(ckpt.checkpoint_dir(self.run_dir) / "state.json")
-        if self.lora_cfg:
-            arrays, _, _ = lora_mod.read_adapter(
-                self.run_dir / "adapters" / f"step-{state['step']}.safetensors")
-            own = dict(self.model.named_parameters())
-            for name, arr in arrays.items():
-                own[name].data[...] = arr
-        state = ckpt.load_checkpoint(self.run_dir, self._model_view(), self.optimizer)
+        state = ckpt.load_checkpoint(self.run_dir, lora_runs.checkpoint_model(self.model),
+                                     self.optimizer)
+        lora_runs.restore_step_adapter(self.run_dir, self.model, state["step"])
         self.step, self.train_seconds = state["step"], state["train_seconds"]
         self.order.load_state_dict(state["order"])
         self.ref, _ = load_file(self.run_dir / "reference.safetensors")
@@ -325,9 +297,7 @@ class DPOTrainer:
                    "steps": self.step, "wall_s": self.train_seconds,
                    **{k: v for k, v in self.report.items() if k != "lora_layers"},
                    "run_dir": str(self.run_dir)}
-        if self.lora_cfg:
-            lora_mod.save_adapter(self.run_dir / "adapter.safetensors", self.model,
-                                  self.lora_cfg, self.base_hash, {"step": self.step})
+        lora_runs.save_final_adapter(self.run_dir, self.model, {"step": self.step})
         ckpt.write_json(self.run_dir / "summary.json", summary)
         plot_dpo(self.run_dir / "metrics.jsonl", self.run_dir / "dpo.png")
         return summary

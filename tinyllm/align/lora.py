@@ -161,7 +161,9 @@ def apply_lora(model, cfg: LoRAConfig, rng=None):
     """Freeze `model` and wrap each target Linear in a LoRALinear (in place).
 
     Returns a report: the wrapped layer names, trainable and total parameter counts, and the
-    trainable fraction. Adapters are drawn from `rng` (default: a generator seeded with 0)."""
+    trainable fraction. Adapters are drawn from `rng` (default: a generator seeded with 0).
+    The model keeps the config and its base's weight hash as `lora_config`, `lora_base_hash`
+    (plain attributes: not parameters, not saved with the weights)."""
     if lora_layers(model):
         raise LoRAError("this model already has LoRA adapters")
     names = find_targets(model, cfg.targets)
@@ -171,6 +173,8 @@ def apply_lora(model, cfg: LoRAConfig, rng=None):
             raise LoRAError(f"--lora-targets: LoRA on a SwiGLU MLP's {fused[0]} is not "
                             "supported; target c_attn,c_proj instead")
     rng = np.random.default_rng(0) if rng is None else rng
+    model.lora_base_hash = weights_hash(model.state_dict())
+    model.lora_config = cfg
     model.requires_grad_(False)
     for name in names:
         parent, leaf = _parent(model, name)
