@@ -150,3 +150,25 @@ def test_new_token_rows_train_and_export_as_one_table():
     np.testing.assert_array_equal(table[:-3], old[:-3])  # the frozen rows did not move
     assert not np.array_equal(table[-3:], old[-3:])
     assert "transformer.wte.rows" in lora.adapter_state_dict(model)
+
+
+def test_prepare_lora_loads_the_base_and_trains_the_new_token_rows(tmp_path):
+    from tests.tinyllm.test_dpo import _make_base
+    from tinyllm.align.dpo_train import load_run
+    from tinyllm.align.lora_runs import prepare_lora
+    from tinyllm.align.vocab import prepare_chat_vocab
+
+    base_dir = _make_base(tmp_path / "base")
+    base, tok = load_run(base_dir)
+    prepare_chat_vocab(tok, base)  # the grown base, as fine-tuning makes it
+    model = GPT(base.config, seed=7)  # a resumed run's model: random weights
+    report = prepare_lora(model, {"rank": 2, "alpha": 4}, base_dir, log=lambda m: None)
+    assert model.lora_config.new_token_rows == 4
+    exported = lora.export_state_dict(model)
+    for name, value in base.state_dict().items():
+        np.testing.assert_array_equal(exported[name], value)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert "transformer.wte.rows" in trainable
+    assert report["trainable_fraction"] < 0.2
+    with pytest.raises(lora.LoRAError, match="vocabulary"):
+        prepare_lora(_gpt(), {"rank": 2}, base_dir, log=lambda m: None)
