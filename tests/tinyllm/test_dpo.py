@@ -19,8 +19,9 @@ from tinyllm.align.dpo import (
     reward_metrics,
     sequence_logprobs,
 )
-from tinyllm.align.dpo_train import DPOConfig, DPOTrainer, load_run
+from tinyllm.align.dpo_train import DPOConfig, DPOTrainer
 from tinyllm.align.preference_data import Pair, PreferenceDataError, read_pairs, tokenize_pairs
+from tinyllm.align.sft import load_run
 from tinyllm.model import GPT, GPTConfig
 from tinyllm.tokenizer import BPETokenizer
 
@@ -177,7 +178,7 @@ def _cfg(base, out, **over):
 
 
 def test_policy_equals_reference_at_step_0_to_the_last_bit(base):
-    model, tok = load_run(base[0])
+    model, tok, _ = load_run(base[0])
     from tinyllm.align.vocab import prepare_chat_vocab
 
     tok, _ = prepare_chat_vocab(tok, model)
@@ -202,7 +203,7 @@ def test_a_short_run_improves_reward_accuracy_and_writes_a_run_folder(base, tmp_
     assert summary["reward_margin"] > 0
     for name in ("config.json", "tokenizer.json", "summary.json", "reference.safetensors"):
         assert (tmp_path / "run" / name).exists()
-    model, tok = load_run(tmp_path / "run")  # a plain GPT run with the chat tokens
+    model, tok, _ = load_run(tmp_path / "run")  # a plain GPT run with the chat tokens
     assert "<|assistant|>" in tok.special_tokens
 
 
@@ -214,8 +215,8 @@ def test_resume_equals_not_stopping(base, tmp_path):
     assert resumed.step == 5
     again = resumed.run()
     assert again["val_loss"] == straight["val_loss"]
-    wa, _ = load_run(tmp_path / "a")
-    wb, _ = load_run(tmp_path / "b")
+    wa, _, _ = load_run(tmp_path / "a")
+    wb, _, _ = load_run(tmp_path / "b")
     assert lora.weights_hash(wa.state_dict()) == lora.weights_hash(wb.state_dict())
 
 
@@ -228,7 +229,7 @@ def test_lora_dpo_keeps_the_base_and_resumes(base, tmp_path):
     assert summary["reward_accuracy"] > 0.5 and summary["trainable_fraction"] < 0.2
     adapter = tmp_path / "l" / "adapter.safetensors"
     assert adapter.exists() and adapter.stat().st_size < 60_000
-    merged, _ = load_run(tmp_path / "l")  # the checkpoint is a plain GPT
+    merged, _, _ = load_run(tmp_path / "l")  # the checkpoint is a plain GPT
     assert not any("lora" in n for n in merged.state_dict())
 
     stopped = DPOTrainer(_cfg(base, tmp_path / "m", lora=lcfg, lr=1e-2))

@@ -35,6 +35,7 @@ from tinyllm.align import lora as lora_mod
 from tinyllm.align import lora_runs
 from tinyllm.align.dpo import dpo_loss, pair_logprobs, reference_logprobs, reward_metrics
 from tinyllm.align.preference_data import load_pairs, preferred, split_pairs, tokenize_pairs
+from tinyllm.align.sft import load_run
 from tinyllm.align.template import END_TOKEN, render
 
 
@@ -62,19 +63,6 @@ class DPOConfig:
     @classmethod
     def from_dict(cls, d):
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-
-def load_run(run_dir):
-    """(model, tokenizer) of a finished run folder (plain GPT weights)."""
-    from tinyllm.model import GPT, GPTConfig
-    from tinyllm.tokenizer import BPETokenizer
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no config.json)")
-    model = GPT(GPTConfig.from_dict(ckpt.read_json(run_dir / "config.json")["model"]))
-    ckpt.load_weights(model, ckpt.checkpoint_dir(run_dir))
-    return model, BPETokenizer.load(run_dir / "tokenizer.json")
 
 
 class _PairOrder:
@@ -109,7 +97,7 @@ class DPOTrainer:
         self.cfg, self.run_dir = cfg, Path(cfg.out_dir)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         saved = ckpt.read_json(self.run_dir / "config.json") if resume else None
-        model, tok = load_run(cfg.base_run)
+        model, tok, _ = load_run(cfg.base_run)
         tok, added = prepare_chat_vocab(tok, model)
         self.base_hash = lora_mod.weights_hash(model.state_dict())  # before any adapter
         if saved and saved["base_hash"] != self.base_hash:

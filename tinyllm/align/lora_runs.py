@@ -105,11 +105,11 @@ def prepare_lora(model, lora, base_run, log=print):
     model from the config alone, and the adapters are only meaningful on the exact base (its
     hash is checked when the step's adapters are restored). The chat-token rows that
     fine-tuning added train with the adapters. Returns the parameter report."""
-    from tinyllm.align.dpo_train import load_run
+    from tinyllm.align.sft import load_run
     from tinyllm.align.vocab import prepare_chat_vocab
 
     cfg = lora if isinstance(lora, lora_mod.LoRAConfig) else lora_mod.LoRAConfig.from_dict(lora)
-    base, tok = load_run(base_run)
+    base, tok, _ = load_run(base_run)
     _, added = prepare_chat_vocab(tok, base)
     if base.config.vocab_size != model.config.vocab_size:
         raise lora_mod.LoRAError(f"{base_run}: vocabulary of {base.config.vocab_size} ids "
