@@ -36,7 +36,7 @@ from tinyllm.align import lora_runs
 from tinyllm.align.dpo import dpo_loss, pair_logprobs, reference_logprobs, reward_metrics
 from tinyllm.align.preference_data import load_pairs, preferred, split_pairs, tokenize_pairs
 from tinyllm.align.sft import load_run
-from tinyllm.align.template import END_TOKEN, render
+from tinyllm.align.template import END_TOKEN
 
 
 @dataclass
@@ -56,6 +56,7 @@ class DPOConfig:
     train_pairs: int | None = 2000  # built-in sets: how many pairs to draw (files: all)
     test_pairs: int | None = 200
     sample_pairs: int = 100  # held-out prompts answered greedily at the start and the end
+    sample_tokens: int = 24  # longest greedy reply
     seed: int = 0
     progress: bool = True
     lora: dict | None = None  # a LoRAConfig as a dict, or None for full fine-tuning
@@ -215,23 +216,17 @@ class DPOTrainer:
         metrics = reward_metrics(np.concatenate(chosen), np.concatenate(rejected))
         return {"val_loss": sum(losses) / len(self.test), **metrics}
 
-    def greedy_replies(self, pairs):
-        """The model's greedy reply to each pair's prompt (until <|end|>, at most 40 tokens)."""
-        replies = []
-        for pair in pairs:
-            ids, _ = render(self.tok, pair.prompt, open_assistant=True)
-            out = self.model.generate(np.asarray([ids]), 40, temperature=0.0,
-                                      stop_tokens=[self.end_id])
-            new = [t for t in out[0, len(ids):].tolist()]
-            new = new[:new.index(self.end_id)] if self.end_id in new else new
-            replies.append(self.tok.decode(new))
-        return replies
-
     def preferred_rate(self):
-        """Share of held-out prompts whose greedy reply is the chosen one, overall and by kind."""
+        """Share of held-out prompts whose greedy reply is the chosen one, overall and by kind
+        (the SFT helper's exact-match scorer, with the chosen reply as the answer)."""
+        from tinyllm.align.sft import exact_match
+        from tinyllm.align.sft_data import Example
+
         pairs = self.test_pairs[:self.cfg.sample_pairs]
-        with ag.no_grad():
-            hits = [preferred(p, r) for p, r in zip(pairs, self.greedy_replies(pairs))]
+        examples = [Example(p.prompt + [{"role": "assistant", "content": p.chosen}])
+                    for p in pairs]
+        _, replies = exact_match(self.model, self.tok, examples, self.cfg.sample_tokens)
+        hits = [preferred(p, r) for p, r in zip(pairs, replies)]
         out = {"preferred_rate": float(np.mean(hits))}
         for kind in sorted({p.kind for p in pairs if p.kind}):
             sel = [h for h, p in zip(hits, pairs) if p.kind == kind]
