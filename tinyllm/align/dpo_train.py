@@ -33,7 +33,7 @@ from autograd.backend import asnumpy
 from tinyllm import checkpoint as ckpt
 from tinyllm.align import lora as lora_mod
 from tinyllm.align import lora_runs
-from tinyllm.align.dpo import dpo_loss, pair_logprobs, reference_logprobs, reward_metrics
+from tinyllm.align.dpo import chosen_nll, dpo_loss, pair_logprobs, reference_logprobs, reward_metrics
 from tinyllm.align.preference_data import load_pairs, preferred, split_pairs, tokenize_pairs
 from tinyllm.align.sft import load_run
 from tinyllm.align.template import END_TOKEN
@@ -45,6 +45,7 @@ class DPOConfig:
     data: str = "builtin:brackets"
     out_dir: str = "runs/dpo"
     beta: float = 0.1
+    sft_weight: float = 0.0  # > 0 adds that times the chosen replies' NLL per token (RPO)
     lr: float = 1e-4
     min_lr: float = 1e-5
     warmup_steps: int = 10
@@ -191,9 +192,12 @@ class DPOTrainer:
         c = self.cfg
         idx = self.order.take(c.batch_size)
         self.optimizer.set_lr(self.lr_at(self.step))
-        logp_c, logp_r = pair_logprobs(self.model, [self.train[i] for i in idx], self.end_id)
+        items = [self.train[i] for i in idx]
+        logp_c, logp_r = pair_logprobs(self.model, items, self.end_id)
         loss, chosen, rejected = dpo_loss(logp_c, logp_r, self.ref["train_chosen"][idx],
                                           self.ref["train_rejected"][idx], c.beta)
+        if c.sft_weight:
+            loss = loss + chosen_nll(logp_c, items) * c.sft_weight
         loss.backward()
         optim.clip_grad_norm(lora_mod.trainable_parameters(self.model), c.grad_clip)
         self.optimizer.step()
