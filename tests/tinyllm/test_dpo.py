@@ -68,6 +68,16 @@ def test_loss_gradient_against_finite_differences_float64():
     np.testing.assert_allclose(c.grad, -0.7 / (1 + np.exp(z)) / 5, rtol=1e-10)
 
 
+def test_sft_term_is_the_chosen_nll_per_token_and_its_gradient_checks():
+    from tinyllm.align.dpo import chosen_nll
+
+    items = [(None, np.array([0, 0, 1, 1, 1]), None, None), (None, np.array([0, 1, 1]), None,
+                                                            None)]
+    got = chosen_nll(ag.tensor(np.array([-4.0, -2.0])), items).data
+    assert got == pytest.approx((4 / 3 + 2 / 2) / 2)
+    gradcheck(lambda c: chosen_nll(c, items), np.array([-4.0, -2.0]), seed=4)
+
+
 def test_reward_metrics():
     m = reward_metrics([1.0, 0.0, 2.0, 0.5], [0.0, 0.0, 3.0, -0.5])
     assert m == {"reward_accuracy": 0.5, "reward_margin": 0.25, "chosen_reward": 0.875,
