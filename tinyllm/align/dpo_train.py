@@ -5,6 +5,11 @@
     loop: a batch of pairs -> both sides in one forward -> DPO loss -> backward -> AdamW
     every `eval_interval` steps: loss, reward accuracy, margin, chosen and rejected rewards
                                  on the held-out pairs, and a checkpoint
+    at the start and the end:    the preferred rate, the share of held-out prompts whose
+                                 greedy reply is the chosen one (the behaviour, not the score)
+
+`sft_weight` > 0 adds the chosen replies' NLL to the loss (see `dpo.chosen_nll`): on the tiny
+model plain DPO wins its metric by making both replies unlikely, and greedy replies degrade.
 
 The run folder has the shape of every other run (config.json, tokenizer.json, checkpoint/,
 metrics.jsonl, summary.json, dpo.png) plus `reference.safetensors` (the cached log-probs). Its
@@ -93,6 +98,8 @@ class _PairOrder:
 
 
 class DPOTrainer:
+    """One DPO run: `DPOTrainer(cfg).run()`; `resume=True` continues `cfg.out_dir`."""
+
     def __init__(self, cfg: DPOConfig, resume=False, log=None):
         from tinyllm.align.vocab import prepare_chat_vocab
 
