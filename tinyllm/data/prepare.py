@@ -214,9 +214,13 @@ def prepare(
     filters = filters or FilterConfig()
     SplitPlan(0, val_fraction, test_fraction)  # check the fractions before any work
     tokenizer = _load_tokenizer(tokenizer)
-    if tokenizer is None and vocab_size < 257:
-        raise ValueError(f"vocab_size must be at least 257 (256 bytes and {EOT}), got "
-                         f"{vocab_size}")
+    if tokenizer is None:
+        from tinyllm.tokenizer.patterns import resolve_pattern
+
+        if vocab_size < 257:
+            raise ValueError(f"vocab_size must be at least 257 (256 bytes and {EOT}), got "
+                             f"{vocab_size}")
+        resolve_pattern(pattern)  # a bad pattern fails now, not after the first pass
     if tokenizer is not None:
         _eot_id(tokenizer)  # fail before the long first pass, not after it
     check_replaceable(out_dir)
