@@ -13,6 +13,7 @@ The default suite runs a bounded number of examples per reader (a second or two 
 import collections
 import json
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -139,8 +140,11 @@ def expect_clean_refusal(name, reader, path, errors, must_name):
 
 
 def _category(message: str, path) -> str:
-    rest = message.split(str(path), 1)[-1].lstrip(":, ")
-    return rest.split("(")[0].split(":")[0].strip()[:50]
+    """"file: reason" with the numbers blanked, so that like refusals count together."""
+    rest = message.split(str(path), 1)[-1].lstrip("/")
+    where, _, reason = rest.partition(": ")
+    where = re.sub(r", line \d+", ", line N", where) if where else Path(str(path)).name
+    return f"{where}: {re.sub(r'[0-9]+', 'N', reason.split('(')[0]).strip()[:60]}"
 
 
 def report(name):

@@ -124,3 +124,12 @@ def test_deeply_nested_json_is_refused(tmp_path):
     with pytest.raises(TokenizerFileError, match="deep.json.*nested too deeply"):
         BPETokenizer.load(tmp_path / "deep.json")
     assert os.path.exists(tmp_path / "deep.json")
+
+
+def test_a_pattern_name_of_the_wrong_type_is_refused(tmp_path):
+    # found by test_fuzz_tokenizer_files_long: a list as pattern_name raised TypeError
+    doc = json.loads(base_files()["tok.json"])
+    doc["pattern_name"] = []
+    (tmp_path / "t.json").write_text(json.dumps(doc))
+    with pytest.raises(TokenizerFileError, match="t.json.*pattern_name"):
+        BPETokenizer.load(tmp_path / "t.json")

@@ -161,6 +161,8 @@ def load_json(path, cls):
     pattern, name = data["pattern"], data.get("pattern_name")
     if not isinstance(pattern, str):
         raise TokenizerFileError(path, '"pattern" must be a string')
+    if name is not None and not isinstance(name, str):
+        raise TokenizerFileError(path, '"pattern_name" must be a string or null')
     # Files saved before "gpt4" became the current cl100k pattern say "gpt4" with the older
     # pattern; they keep it (under the name "gpt4-v1") so they encode as they were trained.
     legacy = name == "gpt4" and pattern == GPT4_V1_SPLIT_PATTERN
