@@ -158,9 +158,9 @@ class Prepared:
 def load_prepared(folder: str | os.PathLike) -> Prepared:
     """Load a folder written by `tinyllm.data.prepare.prepare`, checking everything it holds.
 
-    The marker, the tokenizer and each token file's header are checked against ``meta.json``
-    (vocabulary size, token counts); any disagreement raises `PreparedFolderError` naming the
-    file.
+    The marker, the tokenizer (vocabulary size, end-of-text id) and each token file (header,
+    token count, every id inside the vocabulary) are checked against ``meta.json``; any
+    disagreement raises `PreparedFolderError` naming the file.
     """
     from tinyllm.tokenizer import BPETokenizer
 
@@ -171,6 +171,10 @@ def load_prepared(folder: str | os.PathLike) -> Prepared:
     if tokenizer.vocab_size != vocab_size:
         raise PreparedFolderError(folder / "tokenizer.json", f"vocabulary {tokenizer.vocab_size}"
                                   f" but meta.json says {vocab_size}")
+    eot_id = meta["tokenizer"]["eot_id"]
+    if tokenizer.special_tokens.get(meta["tokenizer"].get("eot_token")) != eot_id:
+        raise PreparedFolderError(folder / "tokenizer.json", f"its end-of-text id is not "
+                                  f"{eot_id}, as meta.json says")
     arrays = {}
     for split in SPLITS:
         path = folder / f"{split}.bin"
