@@ -269,6 +269,20 @@ def test_fuzz_prepared_folder_long(data):
     _fuzz_folder(data, "prepared folder", None)
 
 
+def test_an_eot_token_of_the_wrong_type_is_refused():
+    # found by test_fuzz_meta_json_long: a list as eot_token raised TypeError
+    from tinyllm.data.prepared import PreparedFolderError, load_prepared
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "data"
+        shutil.copytree(prepared_folder(), folder)
+        meta = json.loads((folder / "meta.json").read_text())
+        meta["tokenizer"]["eot_token"] = []
+        (folder / "meta.json").write_text(json.dumps(meta))
+        with pytest.raises(PreparedFolderError, match="eot_token"):
+            load_prepared(folder)
+
+
 @slow
 def test_print_fuzz_report():
     """Runs last in this file: what the long variants found."""

@@ -128,8 +128,10 @@ def read_meta(folder: str | os.PathLike) -> dict:
     tok = meta.get("tokenizer")
     _expect(path, isinstance(tok, dict) and tok.get("file") == "tokenizer.json"
             and _is_int(tok.get("vocab_size")) and tok["vocab_size"] > 0
-            and _is_int(tok.get("eot_id")) and 0 <= tok["eot_id"] < tok["vocab_size"],
-            '"tokenizer" must give file "tokenizer.json", a positive vocab_size and an eot_id')
+            and _is_int(tok.get("eot_id")) and 0 <= tok["eot_id"] < tok["vocab_size"]
+            and isinstance(tok.get("eot_token"), str),
+            '"tokenizer" must give file "tokenizer.json", a positive vocab_size, an eot_id and '
+            "an eot_token")
     _expect(path, isinstance(meta.get("provenance"), dict), 'missing "provenance"')
     counts = meta.get("counts")
     _expect(path, isinstance(counts, dict) and all(
@@ -172,7 +174,7 @@ def load_prepared(folder: str | os.PathLike) -> Prepared:
         raise PreparedFolderError(folder / "tokenizer.json", f"vocabulary {tokenizer.vocab_size}"
                                   f" but meta.json says {vocab_size}")
     eot_id = meta["tokenizer"]["eot_id"]
-    if tokenizer.special_tokens.get(meta["tokenizer"].get("eot_token")) != eot_id:
+    if tokenizer.special_tokens.get(meta["tokenizer"]["eot_token"]) != eot_id:
         raise PreparedFolderError(folder / "tokenizer.json", f"its end-of-text id is not "
                                   f"{eot_id}, as meta.json says")
     arrays = {}
