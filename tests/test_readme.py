@@ -69,7 +69,7 @@ def trained_run(tmp_path_factory):
         code = main(["train", "--data", str(corpus), "--out", str(folder / "runs" / "tinyllm"),
                      "--vocab-size", "300", "--n-layer", "1", "--n-embd", "16", "--n-head", "2",
                      "--block-size", "16", "--batch-size", "2", "--max-steps", "2",
-                     "--eval-interval", "2", "--eval-batches", "1", "--quiet"])
+                     "--eval-interval", "2", "--eval-tokens", "256", "--quiet"])
     assert code == 0
     return folder
 

@@ -46,7 +46,7 @@ _HELP = {
     "beta1": "AdamW beta1", "beta2": "AdamW beta2",
     "grad_clip": "clip the gradient norm to this",
     "eval_interval": "evaluate, sample and save a checkpoint every N steps",
-    "eval_batches": "validation batches per evaluation",
+    "eval_tokens": "score the whole validation split up to this many tokens, else a seeded sample of windows",
     "sample_tokens": "tokens sampled at each evaluation",
     "seed": "seed of initialisation, batches and dropout",
     "device": "where to train (cuda needs CuPy)",

@@ -83,7 +83,7 @@ _TRAIN_RULES = {
     "max_minutes": (positive,), "lr": (positive,), "min_lr": (at_least, 0),
     "warmup_steps": (at_least, 0), "weight_decay": (at_least, 0),
     "beta1": (in_range, 0, 1), "beta2": (in_range, 0, 1), "grad_clip": (positive,),
-    "eval_interval": (at_least, 1), "eval_batches": (at_least, 1),
+    "eval_interval": (at_least, 1), "eval_tokens": (at_least, 1),
     "sample_tokens": (at_least, 0), "seed": (at_least, 0),
 }
 _MODEL_RULES = {
