@@ -13,6 +13,7 @@ from autograd.backend import device_of, get_array_module, is_cupy_array, to_devi
 from autograd.ops import nn as _nn
 from autograd.ops.attention import ScaledDotProductAttention
 from autograd.ops.elementwise import where
+from autograd.ops.lm_head import LMHeadCrossEntropy
 from autograd.ops.shape import concatenate, split, stack
 from autograd.ops.softmax import CrossEntropy, LogSoftmax, Softmax
 from autograd.tensor import Tensor
@@ -75,6 +76,19 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
                              ignore=ignore_index)
     return CrossEntropy.apply(logits, targets, ignore_index=ignore_index,
                               label_smoothing=float(label_smoothing))
+
+
+def lm_head_cross_entropy(x, weight, targets, ignore_index=-100, label_smoothing=0.0,
+                          chunk_rows=None):
+    """cross_entropy(linear(x, weight.T), targets) for hidden states `x` (..., C) and an output
+    weight (V, C), computed a chunk of rows at a time so the (..., V) logits are never held."""
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"lm_head_cross_entropy: label_smoothing must be in [0, 1), got "
+                         f"{label_smoothing}")
+    targets = _host_index_to(targets, x, "lm_head_cross_entropy: targets", weight.shape[0],
+                             ignore=ignore_index)
+    return LMHeadCrossEntropy.apply(x, weight, targets, ignore_index=ignore_index,
+                                    label_smoothing=float(label_smoothing), chunk_rows=chunk_rows)
 
 
 def dropout(x, p=0.1, training=True, rng=None):

@@ -42,8 +42,10 @@ def _sync(device):
         _cupy().cuda.Device().synchronize()
 
 
-def ours(cfg, device, dtype="float32"):
-    """A step function for tinyllm's GPT: returns (forward, backward, optimizer) seconds."""
+def ours(cfg, device, dtype="float32", head="fused"):
+    """A step function for tinyllm's GPT: returns (forward, backward, optimizer) seconds.
+    head="fused": the output layer and loss as one op that never holds the (B, T, V) logits
+    (what training uses); "composed": linear, then cross_entropy (the logits materialised)."""
     import autograd as ag
     from tinyllm.model import GPT, GPTConfig
     from tinyllm.train import param_groups
@@ -63,7 +65,7 @@ def ours(cfg, device, dtype="float32"):
         x, y = batches[state["i"] % 4]
         state["i"] += 1
         t0 = time.perf_counter()
-        loss = model(x, y)[1]  # the logits are not kept alive through backward
+        loss = model(x, y, return_logits=head == "composed")[1]
         _sync(device)
         t1 = time.perf_counter()
         loss.backward()
@@ -172,7 +174,7 @@ def worker(args):
         torch.set_num_threads(args.threads)
         step = theirs(cfg, args.device)
     else:
-        step = ours(cfg, args.device, args.dtype)[0]
+        step = ours(cfg, args.device, args.dtype, args.head)[0]
     for _ in range(args.warmup):
         step()
     times = [step() for _ in range(args.steps)]
@@ -196,7 +198,7 @@ def run_worker(args, framework):
         env[var] = str(args.threads)
     cmd = [sys.executable, __file__, "--config", args.config, "--device", args.device,
            "--dtype", args.dtype, "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--threads", str(args.threads), "--worker", framework]
+           "--threads", str(args.threads), "--head", args.head, "--worker", framework]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"the {framework} worker failed:\n{out.stderr}")
@@ -214,6 +216,9 @@ def main():
                         help="processes per framework, alternating; the median round is reported")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--head", choices=["fused", "composed"], default="fused",
+                        help="our output layer + loss: fused (never holds the logits, as training "
+                             "does) or composed (linear, then cross_entropy)")
     parser.add_argument("--worker", choices=["ours", "torch"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -238,7 +243,8 @@ def main():
     flops_per_token, n_params = model.estimate_flops_per_token(), model.num_parameters()
     peak = matmul_peak(args.device)
     result = {"benchmark": "train", "config": args.config, "device": args.device,
-              "dtype": args.dtype, "threads": args.threads, "parameters": n_params,
+              "dtype": args.dtype, "threads": args.threads, "head": args.head,
+              "parameters": n_params,
               "method": f"each framework in its own process, {args.rounds} alternating rounds of "
                         f"{args.steps} steps after {args.warmup} warm-up; median round",
               "flops_per_token": flops_per_token, "matmul_peak_gflops": round(peak / 1e9, 1)}

@@ -183,10 +183,13 @@ class GPT(nn.Module):
         head = self.transformer.wte if self.config.tie_weights else self.lm_head
         return head.weight
 
-    def forward(self, idx, targets=None, cache=None, start_pos=0, last_only=False):
+    def forward(self, idx, targets=None, cache=None, start_pos=0, last_only=False,
+                return_logits=True):
         """idx: integer array (B, T). targets: (B, T) or None; ids equal to -100 are ignored.
         `cache` (a list with one dict per layer) and `start_pos` serve generation; `last_only`
-        computes logits for the last position only. Returns (logits, loss or None)."""
+        computes logits for the last position only. Returns (logits, loss or None); with
+        targets and `return_logits=False` (training), (None, loss), computed by the fused output
+        layer + loss that never holds the (B, T, V) logits (less memory, same value)."""
         idx = idx.data if isinstance(idx, ag.Tensor) else idx
         if idx.ndim != 2:
             raise ValueError(f"GPT expects token ids of shape (B, T), got {tuple(idx.shape)}")
@@ -205,6 +208,8 @@ class GPT(nn.Module):
         x = t.ln_f(x)
         if last_only:
             x = x[:, -1:, :]
+        if targets is not None and not return_logits:
+            return None, F.lm_head_cross_entropy(x, self.output_weight(), targets)
         logits = F.linear(x, self.output_weight().T)
         loss = None if targets is None else F.cross_entropy(logits, targets)
         return logits, loss

@@ -301,7 +301,7 @@ class Trainer:
         total = 0.0
         for _ in range(c.grad_accum):
             x, y = self.train_loader.next_batch()
-            loss = self.model(x, y)[1]  # not keeping the logits: (B, T, V) floats freed now
+            loss = self.model(x, y, return_logits=False)[1]  # the (B, T, V) logits never held
             if c.grad_accum > 1:
                 loss = loss * (1.0 / c.grad_accum)
             loss.backward()

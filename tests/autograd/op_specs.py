@@ -248,6 +248,7 @@ spec(L.MatMul, lambda a, b: a @ b, np.matmul, _draw_matmul)
 # ---- neural-network ops (autograd/ops/nn.py, softmax.py, attention.py) ---------------------------
 from autograd import functional as F  # noqa: E402
 from autograd.ops import attention as A  # noqa: E402
+from autograd.ops import lm_head as LH  # noqa: E402
 from autograd.ops import nn as N  # noqa: E402
 from autograd.ops import softmax as SM  # noqa: E402
 
@@ -394,6 +395,21 @@ def _np_ce(logits, targets, label_smoothing=0.0):
 
 spec(SM.CrossEntropy, lambda l, t, label_smoothing: F.cross_entropy(
     l, t, label_smoothing=label_smoothing), _np_ce, _draw_ce)
+
+
+def _draw_lm_head_ce(data):
+    (logits, targets), params = _draw_ce(data)
+    C = data.draw(st.integers(1, 3))
+    x = data.draw(ags.arrays((*targets.shape, C), -2.0, 2.0))
+    weight = data.draw(ags.arrays((logits.shape[-1], C), -2.0, 2.0))
+    params["chunk_rows"] = data.draw(st.sampled_from([None, 1, 2]))  # several chunks, or one
+    return (x, weight, targets), params
+
+
+spec(LH.LMHeadCrossEntropy, lambda x, w, t, label_smoothing, chunk_rows:
+     F.lm_head_cross_entropy(x, w, t, label_smoothing=label_smoothing, chunk_rows=chunk_rows),
+     lambda x, w, t, label_smoothing, chunk_rows: _np_ce(x @ w.T, t, label_smoothing),
+     _draw_lm_head_ce)
 
 
 def _np_attention(q, k, v, causal=True, mask=None):

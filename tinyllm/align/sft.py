@@ -165,7 +165,7 @@ def masked_loss(model, sequences, batch_size, pad_id):
     for start in range(0, len(sequences), batch_size):
         x, y = pad_batch(sequences[start:start + batch_size], pad_id)
         n = int((y != IGNORE).sum())
-        total += float(asnumpy(model(x, y)[1].data)) * n
+        total += float(asnumpy(model(x, y, return_logits=False)[1].data)) * n
         count += n
     model.train(was_training)
     return total / max(count, 1)
@@ -270,7 +270,7 @@ class FineTuner:
         """One batch: masked loss, backward, clip, update. Returns (loss, trained tokens)."""
         self.optimizer.set_lr(self.lr_at(self.step))
         x, y = self.batches.next_batch()
-        loss = self.model(x, y)[1]
+        loss = self.model(x, y, return_logits=False)[1]
         loss.backward()
         value = float(asnumpy(loss.data))
         norm = optim.clip_grad_norm([p for p in self.model.parameters() if p.requires_grad],
