@@ -46,7 +46,8 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     eval_interval: int = 250
-    eval_batches: int = 16
+    eval_tokens: int | None = 65536  # score the whole split up to this many tokens, else a
+    #                                   seeded sample of windows this large (None: always whole)
     sample_tokens: int = 80
     seed: int = 0
     device: str = "cpu"
@@ -79,7 +80,8 @@ class TrainingDiverged(RuntimeError):
 
 
 def load_data(cfg: TrainConfig, vocab_size: int, run_dir: Path, log):
-    """(tokenizer, train tokens, val tokens) for `cfg.data`."""
+    """(tokenizer, train tokens, val tokens, test tokens or None) for `cfg.data`. Folders
+    prepared before the test split existed have no test.bin: test is then None."""
     from tinyllm.data.dataset import read_tokens
     from tinyllm.data.prepare import prepare
     from tinyllm.tokenizer import BPETokenizer
@@ -94,16 +96,8 @@ def load_data(cfg: TrainConfig, vocab_size: int, run_dir: Path, log):
             prepare(cfg.data, folder, tokenizer=cfg.tokenizer, vocab_size=vocab_size,
                     progress=cfg.progress)
     tok = BPETokenizer.load(folder / "tokenizer.json")
-    return tok, read_tokens(folder / "train.bin"), read_tokens(folder / "val.bin")
-
-
-def bytes_per_token(tok, tokens, limit=1_000_000):
-    """Bytes of text per token (special tokens count as tokens with no bytes), over at most
-    `limit` tokens: converts a loss in nats per token into bits per byte."""
-    sample = np.asarray(tokens[:limit])
-    specials = list(tok.special_tokens.values())
-    text_ids = sample[~np.isin(sample, specials)].tolist()
-    return max(len(tok.decode_bytes(text_ids)), 1) / max(len(sample), 1)
+    test = read_tokens(folder / "test.bin") if (folder / "test.bin").exists() else None
+    return tok, read_tokens(folder / "train.bin"), read_tokens(folder / "val.bin"), test
 
 
 def param_groups(model, weight_decay):
@@ -129,7 +123,8 @@ class Trainer:
             self.model_cfg = GPTConfig.from_dict(saved["model"])
         else:
             self.model_cfg = GPTConfig(**cfg.model)
-        self.tok, train, val = load_data(cfg, self.model_cfg.vocab_size, self.run_dir, self.log)
+        self.tok, train, val, test = load_data(cfg, self.model_cfg.vocab_size, self.run_dir,
+                                               self.log)
         if self.tok.vocab_size != self.model_cfg.vocab_size:
             self.model_cfg = GPTConfig(**{**self.model_cfg.to_dict(),
                                           "vocab_size": self.tok.vocab_size})
@@ -137,12 +132,17 @@ class Trainer:
 
         T = self.model_cfg.block_size
         self.train_loader = BatchLoader(train, cfg.batch_size, T, seed=cfg.seed)
-        self.val_tokens = val
-        if len(val) <= T + 1:
-            self.log(f"warning: the validation split has {len(val)} tokens, fewer than one "
-                     f"window of {T + 1}; evaluating on the training split instead")
-            self.val_tokens = train
-        self.bytes_per_token = bytes_per_token(self.tok, self.val_tokens)
+        # What evaluation scores, and under which name: "val" normally; "train_eval" when there
+        # is no validation split, so that nobody mistakes a training loss for a held-out one.
+        self.eval_split, self.eval_data = "val", val
+        if len(val) < 2:
+            self.log(f"warning: the validation split has {len(val)} tokens: evaluating on the "
+                     "training split instead (reported as train_eval_*, not val_*)")
+            self.eval_split, self.eval_data = "train_eval", train
+        elif len(val) <= T:
+            self.log(f"warning: the validation split has only {len(val)} tokens (less than one "
+                     f"window of {T}); its numbers will be noisy")
+        self.test_tokens = test if test is not None and len(test) >= 2 else None
         self.model = GPT(self.model_cfg, seed=cfg.seed)
         self.optimizer = optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
                                      betas=(cfg.beta1, cfg.beta2))
@@ -219,22 +219,19 @@ class Trainer:
         return total
 
     # ---- evaluation ---------------------------------------------------------------------------
-    @ag.no_grad()
-    def evaluate(self):
-        """Mean validation loss over fixed windows, perplexity, and bits per byte."""
-        from tinyllm.data.dataset import BatchLoader
+    def evaluate(self, tokens=None, prefix=None):
+        """Loss, perplexity and bits per byte of the evaluation split (or of `tokens`), keys
+        prefixed `val_` (or `prefix`): the whole split when it has at most `eval_tokens`
+        tokens, else the same seeded sample of windows at every evaluation (seed `cfg.seed`).
+        `<prefix>tokens` says how many tokens were scored."""
+        from tinyllm.evaluate.perplexity import score_tokens
 
-        loader = BatchLoader(self.val_tokens, self.cfg.batch_size, self.model_cfg.block_size,
-                             seed=0, shuffle=False)
-        self.model.eval()
-        losses = []
-        for _ in range(self.cfg.eval_batches):
-            x, y = loader.next_batch()
-            losses.append(float(asnumpy(self.model(x, y)[1].data)))
-        self.model.train()
-        loss = float(np.mean(losses))
-        bpb = loss / math.log(2) / self.bytes_per_token
-        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_bpb": bpb}
+        tokens = self.eval_data if tokens is None else tokens
+        prefix = (prefix or self.eval_split) + "_"
+        result = score_tokens(self.model, tokens, batch_size=self.cfg.batch_size,
+                              max_tokens=self.cfg.eval_tokens, seed=self.cfg.seed,
+                              tokenizer=self.tok)
+        return result.to_dict(prefix)
 
     def sample(self, prompt="\n", max_new_tokens=None, seed=0, **sampling):
         ids = self.tok.encode(prompt, allowed_special="all") or [0]
@@ -290,11 +287,21 @@ class Trainer:
             self.log = outer_log
         wall = time.perf_counter() - start
         last = evals[-1] if evals else self._eval_and_save(None)
-        summary = {**{k: last[k] for k in ("val_loss", "val_ppl", "val_bpb")},
-                   "train_tokens": self.train_tokens, "steps": self.step,
-                   "tokens_per_s": self.train_tokens / max(wall, 1e-9), "wall_s": wall,
-                   "skipped_batches": self.skipped, "parameters": self.model.num_parameters(),
-                   "run_dir": str(self.run_dir)}
+        p = self.eval_split + "_"
+        summary = {k: v for k, v in last.items() if k.startswith(p)}
+        if self.eval_split != "val":
+            summary["evaluated_on"] = ("the training split: the corpus has no validation "
+                                       "split, so these numbers are not held-out")
+        if self.test_tokens is not None:  # reported once, at the end: never used for tuning
+            test = self.evaluate(self.test_tokens, prefix="test")
+            self._metrics({"step": self.step, **test})
+            self.log(self._describe(test, "test"))
+            summary.update(test)
+        summary.update({"train_tokens": self.train_tokens, "steps": self.step,
+                        "tokens_per_s": self.train_tokens / max(wall, 1e-9), "wall_s": wall,
+                        "skipped_batches": self.skipped,
+                        "parameters": self.model.num_parameters(), "run_dir": str(self.run_dir)})
+        summary = rounded(summary)
         ckpt.write_json(self.run_dir / "summary.json", summary)
         from tinyllm.plot import plot_losses
 
@@ -312,17 +319,37 @@ class Trainer:
             self.planned_steps = planned
             self.log(f"planned {planned} steps to fit {c.max_minutes} minutes")
 
+    def _describe(self, metrics, split):
+        p = split + "_"
+        bpb = metrics[p + "bpb"]
+        return (f"step {self.step}: {split.replace('_', ' ')} loss {metrics[p + 'loss']:.3f}, "
+                f"ppl {metrics[p + 'ppl']:.1f}"
+                + (f", {bpb:.3f} bits/byte" if bpb is not None else "")
+                + f" ({metrics[p + 'tokens']:,} tokens{', sampled' if metrics[p + 'sampled'] else ''})")
+
     def _eval_and_save(self, bar):
         metrics = self.evaluate()
         sample = self.sample()
         record = {"step": self.step, **metrics, "sample": sample}
         self._metrics(record)
-        text = (f"step {self.step}: val loss {metrics['val_loss']:.3f}, "
-                f"ppl {metrics['val_ppl']:.1f}, {metrics['val_bpb']:.3f} bits/byte\n"
-                f"  sample: {sample[:200]!r}")
+        text = self._describe(metrics, self.eval_split) + "\n" + _indent_sample(sample[:200])
         (bar.write if bar is not None else self.log)(text)
         self.save()
         return record
+
+
+def _indent_sample(text):
+    """A generated sample as a person reads it: real line breaks, indented under its label."""
+    return "  sample: " + text.rstrip().replace("\n", "\n          ")
+
+
+def rounded(obj, digits=4):
+    """Floats to `digits` significant digits (a summary a person reads, not 15-digit noise)."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}") if math.isfinite(obj) else obj
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    return obj
 
 
 def train(cfg: TrainConfig, resume: bool = False):
