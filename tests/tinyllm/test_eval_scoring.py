@@ -27,14 +27,17 @@ def test_loglikelihood_equals_the_hand_computed_sum():
     table = bigram_table()
     scorer = LMScorer(BigramModel(table), ByteTokenizer(letter_tokens=False), batch_size=3)
     tok = scorer.tokenizer
-    pairs = [("The cat", " sat"), ("", "Hello"), ("x" * 100, " tail")]  # empty; truncated
+    # plain; empty context; context cut; a continuation longer than the context window
+    pairs = [("The cat", " sat"), ("", "Hello"), ("x" * 100, " tail"), ("ab", "yz" * 70)]
     requests = [(tok.encode_ordinary(c), tok.encode_ordinary(t)) for c, t in pairs]
     scores = scorer.loglikelihood(requests)
     for (ctx, cont), score in zip(requests, scores):
-        fitted_ctx = ([EOT] if not ctx else ctx)[-(64 + 1 - len(cont)):]
-        assert score.logprob == pytest.approx(hand_loglik(table, fitted_ctx, cont), abs=1e-9)
+        # a bigram model needs only the previous token, so cutting context changes nothing
+        expected = hand_loglik(table, ctx or [EOT], cont)
+        assert score.logprob == pytest.approx(expected, abs=1e-9)
         assert score.n_tokens == len(cont)
-    assert [s.truncated for s in scores] == [False, False, True]
+    assert [s.truncated for s in scores] == [False, False, True, False]
+    assert scorer.model.calls >= 2
 
 
 def test_greedy_flag_is_true_only_when_every_token_is_the_argmax():
@@ -145,6 +148,7 @@ def test_batched_scoring_is_bit_for_bit_one_by_one_on_a_real_gpt():
     rng = np.random.default_rng(0)
     requests = [(rng.integers(1, 300, rng.integers(0, 60)).tolist(),
                  rng.integers(1, 300, rng.integers(1, 12)).tolist()) for _ in range(40)]
+    requests += [([5, 6], rng.integers(1, 300, 100).tolist()), ([], list(range(1, 70)))]  # long
     one = LMScorer(model, Tok(), batch_size=1).loglikelihood(requests)
     for batch_size in (5, 40):
         assert LMScorer(model, Tok(), batch_size=batch_size).loglikelihood(requests) == one

@@ -3,9 +3,9 @@
 `nextline_set("pydoc")` builds, with a seed and no download, a four-way completion set from the
 held-out documents of a built-in corpus:
 
-- the held-out documents are found exactly as `tinyllm.data.prepare` finds them (normalise,
-  quality filter, drop exact and near duplicates, then every tenth kept document, by
-  `is_validation`), so the model's training split never contains them;
+- the held-out documents are the validation and test documents of the corpus prepared by
+  `tinyllm.data.prepare` itself (see `held_out_documents`), so the model's training split
+  never contains them, whatever rule the data pipeline splits by;
 - a question is a line of such a document (25 to 150 characters, seen in no training
   document and only once among the held-out ones), its context the lines before it (up to
   `context_lines` lines), and its wrong endings three lines of *other* held-out documents of
@@ -25,55 +25,60 @@ a check that holds even if the data pipeline's split rule changes.
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import numpy as np
 
 from tinyllm.evaluate.mc_data import MCItem, MCSet
 
-__all__ = ["nextline_set", "held_out_documents", "drop_seen", "BUILTIN_SETS", "load_builtin"]
+__all__ = ["nextline_set", "held_out_documents", "corpus_splits", "drop_seen", "BUILTIN_SETS", "load_builtin"]
 
 BUILTIN_SETS = ("nextline", "nextline-stdlib")
-_BATCH_CHARS = 1 << 20  # prepare's de-duplication batch size
 
 
-def _document_names(corpus: str, docs: list[str]) -> list[str]:
-    if corpus == "pydoc":
-        from pydoc_data.topics import topics
+def held_out_documents(corpus: str = "pydoc"):
+    """(held-out [(name, text)], training texts) of a built-in corpus: the documents of the
+    validation and test splits, and those of the training split (see `corpus_splits`)."""
+    splits = corpus_splits(corpus)
+    held = splits["val"] + splits["test"]
+    return [(_name_of(text), text) for text in held], splits["train"]
 
-        return sorted(topics)
-    return [doc.split("\n", 1)[0].strip()[:40] for doc in docs]
+
+@functools.cache
+def corpus_splits(corpus: str = "pydoc") -> dict[str, list[str]]:
+    """The documents of each split ("train", "val", "test") of a built-in corpus, exactly as
+    `tinyllm.data.prepare` splits it: the corpus is prepared (with a byte-level tokenizer, which
+    is quick and decodes back to the very text) and the documents of its held-out token files
+    (val.bin and test.bin) are read back, split at the end-of-text tokens. Whatever rule the
+    data pipeline uses to split, these are the documents a run on this corpus never trains on."""
+    import tempfile
+
+    from tinyllm.data.dataset import read_tokens
+    from tinyllm.data.prepare import EOT, prepare
+    from tinyllm.tokenizer import BPETokenizer
+
+    byte_level = BPETokenizer(merges={}, special_tokens={EOT: 256})
+    with tempfile.TemporaryDirectory(prefix="tinyllm-heldout-") as tmp:
+        folder = Path(tmp) / "prepared"
+        prepare(f"builtin:{corpus}", folder, tokenizer=byte_level, progress=False)
+
+        def documents(split):
+            path = folder / f"{split}.bin"
+            if not path.exists():
+                return []
+            ids = np.asarray(read_tokens(path)).astype(np.int64)
+            cuts = np.flatnonzero(ids == 256)
+            pieces = np.split(ids, cuts + 1)
+            return [byte_level.decode(p[p != 256].tolist()) for p in pieces if (p != 256).any()]
+
+        return {split: documents(split) for split in ("train", "val", "test")}
 
 
-def held_out_documents(corpus: str = "pydoc", val_fraction: float = 0.1):
-    """(held-out [(name, text)], training texts) of a built-in corpus, split as `prepare` does."""
-    from tinyllm.data.clean import FilterConfig, check_quality, normalize
-    from tinyllm.data.corpus import builtin_documents, is_validation
-    from tinyllm.data.dedup import Deduplicator
-
-    raw = builtin_documents(corpus)
-    names = _document_names(corpus, raw)
-    filters = FilterConfig()
-    cleaned = []
-    for name, doc in zip(names, raw):
-        text = normalize(doc)
-        if check_quality(text, filters) is None:
-            cleaned.append((name, text))
-    dedup = Deduplicator(threshold=0.8, near=True)
-    kept, batch, size = [], [], 0
-    for entry in cleaned + [None]:
-        if entry is not None:
-            batch.append(entry)
-            size += len(entry[1])
-        if batch and (entry is None or size >= _BATCH_CHARS):
-            reasons = dedup.check_batch([text for _, text in batch])
-            kept += [e for e, reason in zip(batch, reasons) if reason is None]
-            batch, size = [], 0
-    held, train = [], []
-    for index, (name, text) in enumerate(kept):
-        if is_validation(index, val_fraction):
-            held.append((name, text))
-        else:
-            train.append(text)
-    return held, train
+def _name_of(text: str) -> str:
+    """A short name for a document: its first line (a pydoc topic's title, a module's name)."""
+    first = text.strip().split("\n", 1)[0].strip()
+    return first[:40] or "untitled"
 
 
 def nextline_set(corpus: str = "pydoc", n_choices: int = 4, seed: int = 0,

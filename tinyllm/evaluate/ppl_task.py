@@ -3,8 +3,8 @@
 The scoring itself is `tinyllm.evaluate.perplexity.score_tokens` (whole text, non-overlapping
 windows or a sliding window with `stride`). This module turns a `--data` argument into tokens:
 
-- ``builtin:NAME``: a built-in corpus; ``--split val`` (default) is its held-out documents, found
-  as `tinyllm.data.prepare` finds them; ``train`` the rest; ``all`` every document;
+- ``builtin:NAME``: a built-in corpus, split exactly as `tinyllm.data.prepare` splits it:
+  ``--split val`` (default), ``test``, ``heldout`` (both), ``train``, or ``all``;
 - a prepared folder (``train.bin``, ``val.bin``, ``tokenizer.json``): its ``SPLIT.bin``, which
   must have been made with the run's tokenizer;
 - files or folders of text (``.txt``, ``.md``, ``.html``, ``.jsonl``): every document.
@@ -26,16 +26,18 @@ __all__ = ["text_documents", "evaluate_perplexity"]
 def text_documents(spec: str, split: str = "val") -> list[str]:
     """The documents named by `spec` (builtin:NAME, a file or a folder)."""
     if spec.startswith("builtin:"):
-        from tinyllm.evaluate.builtin_sets import held_out_documents
+        from tinyllm.evaluate.builtin_sets import corpus_splits
 
-        held, train = held_out_documents(spec[len("builtin:"):])
-        if split == "val":
-            return [text for _, text in held]
-        if split == "train":
-            return train
-        if split == "all":
-            return train + [text for _, text in held]
-        raise ValueError(f"--split for {spec} must be val, train or all, got {split!r}")
+        splits = corpus_splits(spec[len("builtin:"):])
+        wanted = {"val": ["val"], "test": ["test"], "heldout": ["val", "test"], "train": ["train"],
+                  "all": ["train", "val", "test"]}.get(split)
+        if wanted is None:
+            raise ValueError(f"--split for {spec} must be val, test, heldout, train or all, "
+                             f"got {split!r}")
+        docs = [doc for name in wanted for doc in splits[name]]
+        if not docs:
+            raise ValueError(f"{spec}: its {split} split is empty")
+        return docs
     from tinyllm.data.corpus import iter_documents
 
     problems = []

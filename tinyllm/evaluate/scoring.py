@@ -8,7 +8,9 @@ for each, the summed log-probability of the continuation's tokens given everythi
 The pair is run as one sequence ``ctx + cont``; the logits at the last ``len(cont)`` positions
 before each continuation token give its probability. A sequence longer than the model's
 context (`block_size`) loses its oldest context tokens (counted in `truncated`), as in every
-harness; an empty context starts from the end-of-text token, the way a document starts.
+harness; a continuation longer than the context itself is scored in chunks of block_size / 2
+tokens, each seeing the block_size tokens before it. An empty context starts from the
+end-of-text token, the way a document starts.
 
 Batching: the model is causal, so padding on the right changes nothing before it in exact
 arithmetic; in floating point a longer row sums its attention and matrix products in another
@@ -64,18 +66,26 @@ class LMScorer:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode_ordinary(text)
 
-    def _fit(self, context, continuation):
-        """The sequence to run (at most block_size + 1 tokens: inputs and one target more)."""
+    def _windows(self, context, continuation):
+        """The sequences to run for one pair, as (tokens, how many final targets it scores), and
+        whether context was lost. Each sequence is at most block_size inputs plus one target."""
         context = list(context) or [self.start_id]
         continuation = list(continuation)
         if not continuation:
             raise ValueError("an empty continuation has no likelihood to score")
-        if len(continuation) > self.block_size:
-            raise ValueError(f"a continuation of {len(continuation)} tokens does not fit the "
-                             f"model's context of {self.block_size}")
-        seq = context + continuation
-        keep = self.block_size + 1
-        return seq[-keep:], len(seq) > keep
+        seq, first, block = context + continuation, len(context), self.block_size
+        if len(seq) - 1 <= block:
+            return [(seq, len(continuation))], False
+        if len(continuation) < block:  # fits once the oldest context is cut
+            return [(seq[-(block + 1):], len(continuation))], True
+        # A continuation longer than the context window: its targets in chunks of block/2,
+        # each predicted from the block_size tokens before it (at least block/2 of context).
+        out, target, step = [], first, max(1, block // 2)
+        while target < len(seq):
+            end = min(len(seq), target + step)
+            out.append((seq[max(0, end - 1 - block) : end], end - target))
+            target = end
+        return out, out[0][1] > 0 and len(out[0][0]) < first + out[0][1]
 
     def _padded_length(self, n_inputs):
         return min(self.block_size, -(-n_inputs // PAD_MULTIPLE) * PAD_MULTIPLE)
@@ -101,28 +111,32 @@ class LMScorer:
 
     def loglikelihood(self, requests, progress=None) -> list[ContinuationScore]:
         """Score (context ids, continuation ids) pairs; results in the order of `requests`."""
-        fitted = [self._fit(ctx, cont) for ctx, cont in requests]
-        results: list[ContinuationScore | None] = [None] * len(fitted)
+        windows, owner, truncated = [], [], []
+        for i, (ctx, cont) in enumerate(requests):
+            pieces, cut = self._windows(ctx, cont)
+            windows += pieces
+            owner += [i] * len(pieces)
+            truncated.append(cut)
+        logprob = np.zeros(len(requests))
+        greedy = np.ones(len(requests), dtype=bool)
         was_training = self.model.training
         self.model.eval()
         try:
-            for index in self._batches(len(fitted), [len(s) for s, _ in fitted]):
-                logits = self._forward([fitted[i][0] for i in index])
-                for row, i in enumerate(index):
-                    seq, truncated = fitted[i]
-                    n_cont = len(requests[i][1])
-                    positions = np.arange(len(seq) - 1 - n_cont, len(seq) - 1)
+            for index in self._batches(len(windows), [len(s) for s, _ in windows]):
+                logits = self._forward([windows[w][0] for w in index])
+                for row, w in enumerate(index):
+                    seq, n_scored = windows[w]
+                    positions = np.arange(len(seq) - 1 - n_scored, len(seq) - 1)
                     logp = _log_softmax64(logits[row, positions])
-                    targets = np.asarray(seq[-n_cont:])
-                    picked = logp[np.arange(n_cont), targets]
-                    results[i] = ContinuationScore(float(picked.sum()), n_cont,
-                                                   bool((logp.argmax(-1) == targets).all()),
-                                                   truncated)
+                    targets = np.asarray(seq[-n_scored:])
+                    logprob[owner[w]] += logp[np.arange(n_scored), targets].sum()
+                    greedy[owner[w]] &= bool((logp.argmax(-1) == targets).all())
                 if progress is not None:
                     progress.update(len(index))
         finally:
             self.model.train(was_training)
-        return results
+        return [ContinuationScore(float(logprob[i]), len(cont), bool(greedy[i]), truncated[i])
+                for i, (_, cont) in enumerate(requests)]
 
     def next_token_logprobs(self, contexts, progress=None) -> tuple[np.ndarray, list[bool]]:
         """log p(next token | context) over the whole vocabulary, float64 (N, V); and whether
