@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "tinyllm.tokenizer.cli",  # tinyllm tokenizer train|encode|decode
     "tinyllm.data.cli",  # tinyllm prepare
     "tinyllm.train_cli",  # tinyllm train, tinyllm sample
+    "tinyllm.align.cli",  # tinyllm finetune, tinyllm chat
     "tinyllm.evaluate.cli",  # tinyllm eval, tinyllm report, tinyllm pipeline
 )
 
