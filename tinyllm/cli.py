@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "tinyllm.data.cli",  # tinyllm prepare
     "tinyllm.train_cli",  # tinyllm train, tinyllm sample
     "tinyllm.align.cli",  # tinyllm finetune, tinyllm chat
+    "tinyllm.align.dpo_cli",  # tinyllm dpo
     "tinyllm.evaluate.cli",  # tinyllm eval, tinyllm report, tinyllm pipeline
 )
 
