@@ -72,7 +72,7 @@ def _mc_data(args, run_dir: Path):
     seen_dropped = None
     if data.startswith("builtin:"):
         mcset = load_builtin(data[len("builtin:"):], seed=args.seed)
-        text = _training_text(run_dir)
+        text = training_text(run_dir)
         if text is not None:
             mcset, seen_dropped = drop_seen(mcset, text)
     elif args.task == "complete":
@@ -86,10 +86,13 @@ def _mc_data(args, run_dir: Path):
     return mcset, seen_dropped
 
 
-def _training_text(run_dir: Path, max_tokens: int = 20_000_000):
-    """The run's training text (decoded RUN/data/train.bin) when it has it and it is small."""
-    folder = run_dir / "data"
-    if not (folder / "train.bin").exists() or not (folder / "tokenizer.json").exists():
+def training_text(run_dir, max_tokens: int = 20_000_000):
+    """The text a run pre-trained on (its prepared train.bin, decoded), when it can be found
+    and is not huge; None otherwise."""
+    from tinyllm.evaluate.report import prepared_folder
+
+    folder = prepared_folder(Path(run_dir))
+    if folder is None:
         return None
     import numpy as np
 

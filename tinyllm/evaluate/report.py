@@ -31,7 +31,8 @@ HEADLINE_METRICS = (
     "task_accuracy", "val_task_accuracy", "exact_match", "reward_accuracy", "reward_margin",
     "preferred_rate", "start_preferred_rate",
 )
-_ACTIVITY = ("steps", "train_tokens", "tokens", "wall_s", "tokens_per_s", "parameters",
+_ACTIVITY = ("steps", "train_tokens", "tokens", "wall_s", "train_seconds", "tokens_per_s",
+             "parameters",
              "trainable_parameters")
 
 
@@ -55,9 +56,28 @@ def _stage(config: dict) -> str:
 def _parent(config: dict):
     for section in (config, config.get("sft") or {}, config.get("finetune") or {},
                     config.get("dpo") or {}, config.get("train") or {}):
-        for key in ("base_run", "init_from", "parent"):
+        for key in ("base_run", "base", "init_from", "parent"):
             if isinstance(section, dict) and section.get(key):
                 return str(section[key])
+    return None
+
+
+def prepared_folder(run_dir: Path, depth: int = 4):
+    """The prepared data folder a run (or the run it started from) trained on, or None."""
+    run_dir = Path(run_dir)
+    for _ in range(depth):
+        candidates = [run_dir / "data"]
+        config = _read_json(run_dir / "config.json") or {}
+        data = (config.get("train") or {}).get("data")
+        if data and not str(data).startswith("builtin:"):
+            candidates.append(Path(data))
+        for folder in candidates:
+            if (folder / "train.bin").exists() and (folder / "tokenizer.json").exists():
+                return folder
+        parent = _parent(config)
+        if not parent:
+            return None
+        run_dir = Path(parent)
     return None
 
 
@@ -100,7 +120,8 @@ def gather_run(run_dir) -> dict:
         raise RunError(f"{run_dir}: not a run folder (no config.json)")
     config = _read_json(run_dir / "config.json") or {}
     summary = _read_json(run_dir / "summary.json")
-    meta = _read_json(run_dir / "data" / "meta.json")
+    folder = prepared_folder(run_dir, depth=1)
+    meta = _read_json(folder / "meta.json") if folder else None
     tokenizer = {}
     tok_json = _read_json(run_dir / "tokenizer.json") if (run_dir / "tokenizer.json").exists() \
         else None
@@ -169,9 +190,11 @@ def build_report(runs: list[dict]) -> str:
                             f"block {_fmt(r['model'].get('block_size'))}" for r in runs]])
     md += _table(["", *names], rows)
     keys = [k for k in _ACTIVITY + HEADLINE_METRICS if any(k in r["summary"] for r in runs)]
+    note = ("Each stage's `val_loss` is its own objective on its own held-out data: next-token "
+            "loss (pre-training), answer-token loss (SFT), DPO loss (DPO).")
     keys += sorted({k for r in runs for k, v in r["summary"].items()
                     if k not in keys and isinstance(v, int | float) and not isinstance(v, bool)})
-    md += ["", "## Stages side by side (from each run's summary.json)", ""]
+    md += ["", "## Stages side by side (from each run's summary.json)", "", note, ""]
     md += _table(["", *names], [[k, *[_fmt(r["summary"].get(k)) for r in runs]] for k in keys])
     eval_keys = list(dict.fromkeys(k for r in runs for k in r["evaluations"]))
     ppl = [k for k in eval_keys if any(r["evaluations"].get(k, {}).get("task") == "ppl"
@@ -251,9 +274,9 @@ def _plot(runs, out_dir: Path) -> list[Path]:
     return written
 
 
-def write_report(run_dirs, out_dir=None) -> dict:
-    """Write report.md, report.json (and plots) for `run_dirs` into `out_dir` (default: the
-    last run's folder); returns their paths."""
+def write_report(run_dirs, out_dir=None, plots: bool = True) -> dict:
+    """Write report.md, report.json (and plots, unless `plots` is False) for `run_dirs` into
+    `out_dir` (default: the last run's folder); returns their paths."""
     from tinyllm.checkpoint import write_json
     from tinyllm.safetensors import atomic_write
 
@@ -264,6 +287,6 @@ def write_report(run_dirs, out_dir=None) -> dict:
     paths = {"markdown": out_dir / "report.md", "json": out_dir / "report.json"}
     atomic_write(paths["markdown"], lambda f: f.write(text), mode="w")
     write_json(paths["json"], {"runs": runs})
-    for path in _plot(runs, out_dir):
+    for path in _plot(runs, out_dir) if plots else []:
         paths[path.stem] = path
     return paths
