@@ -12,10 +12,11 @@ Every method turns an item (question, choices, right answer) into prompts, score
 
 ``loglik`` (the "cloze" form, as GPT-3's paper and most harnesses for small models)
     The prompt ``Question: ...\\nAnswer:`` (after k worked examples), and each choice's full text
-    as the continuation. Score = the summed log-likelihood of the choice's tokens, normalised
-    for length because long choices collect more negative log-probability:
-    ``none`` the plain sum; ``token`` the sum / its number of tokens; ``byte`` (default) the sum /
-    its number of UTF-8 bytes, which does not depend on the tokenizer. The accuracy under each
+    (stripped of surrounding whitespace, after one space) as the continuation. Score = the
+    summed log-likelihood of the choice's tokens, normalised for length because long choices
+    collect more negative log-probability: ``none`` the plain sum; ``token`` the sum / its
+    number of tokens; ``byte`` (default) the sum / its number of UTF-8 bytes, which does not
+    depend on the tokenizer. The accuracy under each
     of the three normalisations is reported as well.
 
 ``generate``
@@ -131,16 +132,19 @@ def _normalised(logprob, n_tokens, n_bytes, norm):
     raise ValueError(f"unknown length normalisation {norm!r}; choose one of {NORMS}")
 
 
-def score_loglik(scorer, items, contexts, norm="byte", progress=None) -> list[dict]:
+def score_loglik(scorer, items, contexts, norm="byte", progress=None,
+                 strip: bool = False) -> list[dict]:
     """Method ``loglik`` / task ``complete``: each choice's summed log-likelihood as the
-    continuation of its context, normalised by `norm`. `contexts[i]` is item i's prompt."""
+    continuation of its context, normalised by `norm`. `contexts[i]` is item i's prompt.
+    `strip` (multiple choice) scores each choice without its surrounding whitespace, as an
+    answer after 'Answer:'; completion endings are scored as they are."""
     if norm not in NORMS:
         raise ValueError(f"unknown length normalisation {norm!r}; choose one of {NORMS}")
     requests, texts = [], []
     for context, item in zip(contexts, items):
         ctx_ids = scorer.encode(context)
         for choice in item.choices:
-            text = join_ending(context, choice)
+            text = join_ending(context, choice.strip() if strip else choice)
             ids = scorer.encode(text)
             if not ids:
                 raise ValueError(f"{item.source or 'an item'}: an empty choice cannot be scored")
@@ -225,7 +229,7 @@ def evaluate_multiple_choice(scorer, mcset: MCSet, method="loglik", shots=0, nor
     if method == "loglik":
         prompts = [cloze_prompt(i, s) for i, s in zip(items, shot_lists)]
         bar = _bar(sum(len(i.choices) for i in items), progress, "scoring")
-        results = score_loglik(scorer, items, prompts, norm, bar)
+        results = score_loglik(scorer, items, prompts, norm, bar, strip=True)
         extra["norm"] = norm
     else:
         prompts = [letter_prompt(i, s) for i, s in zip(items, shot_lists)]
