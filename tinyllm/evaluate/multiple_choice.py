@@ -16,8 +16,8 @@ Every method turns an item (question, choices, right answer) into prompts, score
     summed log-likelihood of the choice's tokens, normalised for length because long choices
     collect more negative log-probability: ``none`` the plain sum; ``token`` the sum / its
     number of tokens; ``byte`` (default) the sum / its number of UTF-8 bytes, which does not
-    depend on the tokenizer. The accuracy under each
-    of the three normalisations is reported as well.
+    depend on the tokenizer. The accuracy under each of the three normalisations is reported
+    as well.
 
 ``generate``
     The ``letter`` prompt, then the model writes up to a few tokens greedily; the first
