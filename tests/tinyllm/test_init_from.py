@@ -23,7 +23,7 @@ def base_run(tmp_path_factory):
             (root / folder / f"doc{i}.txt").write_text(text)
     model = dict(vocab_size=300, block_size=16, n_layer=1, n_head=2, n_embd=16)
     cfg = TrainConfig(out_dir=str(root / "base"), data=str(root / "old"), batch_size=4,
-                      max_steps=6, eval_interval=6, eval_batches=1, sample_tokens=4,
+                      max_steps=6, eval_interval=6, eval_tokens=200, sample_tokens=4,
                       warmup_steps=2, progress=False, model=model)
     Trainer(cfg).run()
     return root
@@ -35,7 +35,7 @@ def weights(run_dir):
 
 def test_continued_run_starts_from_the_runs_weights_and_keeps_its_tokenizer(base_run):
     cfg = TrainConfig(out_dir=str(base_run / "cont"), data=str(base_run / "new"), batch_size=4,
-                      max_steps=4, eval_interval=4, eval_batches=1, sample_tokens=4,
+                      max_steps=4, eval_interval=4, eval_tokens=200, sample_tokens=4,
                       progress=False, init_from=str(base_run / "base"), model={"dropout": 0.0})
     trainer = Trainer(cfg)
     trainer.run(stop_at=0)  # a checkpoint before any step: the starting weights
@@ -50,7 +50,7 @@ def test_continued_run_starts_from_the_runs_weights_and_keeps_its_tokenizer(base
 
 def test_cli_trains_on_and_refuses_another_vocabulary_in_one_line(base_run, capsys):
     args = ["train", "--init-from", str(base_run / "base"), "--data", str(base_run / "new"),
-            "--max-steps", "2", "--eval-interval", "2", "--eval-batches", "1", "--batch-size", "4",
+            "--max-steps", "2", "--eval-interval", "2", "--eval-tokens", "200", "--batch-size", "4",
             "--quiet"]
     assert main([*args, "--out", str(base_run / "cli")]) == 0
     assert not np.array_equal(weights(base_run / "cli")["transformer.h.0.mlp.c_fc.weight"],

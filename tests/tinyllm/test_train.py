@@ -184,11 +184,25 @@ def test_progress_lines_in_a_log_file(capsys):
     assert len(err) == 4 and err[-1].startswith("train 4/4 loss 1.234") and "ETA" in err[0]
 
 
-def test_a_corpus_too_small_to_split_still_trains_and_says_so(tmp_path):
+def test_a_single_document_is_split_so_validation_exists(tmp_path):
     one_doc = tmp_path / "one.txt"
-    one_doc.write_text(TEXT[:20000].replace("\n\n", "\n"))  # a single document: nothing for val
+    one_doc.write_text(TEXT[:20000].replace("\n\n", "\n"))  # one file under 1 MiB: one document
+    summary = Trainer(config(tmp_path / "run", str(one_doc), max_steps=2), log=lambda m: None).run()
+    assert summary["val_tokens"] > 0 and summary["val_bpb"] > 0
+
+
+def test_without_a_validation_split_training_data_is_named_so(tmp_path, corpus, monkeypatch):
+    import tinyllm.train as train_module
+
+    real = train_module.load_data
+
+    def no_val(*args, **kwargs):
+        tok, train, val, test = real(*args, **kwargs)
+        return tok, train, val[:0], test
+
+    monkeypatch.setattr(train_module, "load_data", no_val)
     messages = []
-    trainer = Trainer(config(tmp_path / "run", str(one_doc), max_steps=2), log=messages.append)
+    trainer = Trainer(config(tmp_path / "run", corpus, max_steps=2), log=messages.append)
     summary = trainer.run()
     # Named for what it is: a loss on training data is not a validation loss.
     assert not any(k.startswith("val_") for k in summary), summary

@@ -162,3 +162,35 @@ def test_the_trainer_evaluates_the_whole_validation_split(tmp_path):
     whole = score_tokens(trainer.model, val, tokenizer=trainer.tok)
     assert metrics["val_loss"] == pytest.approx(whole.loss)
     assert metrics["val_bpb"] == pytest.approx(whole.bits_per_byte)
+
+
+def test_the_test_split_is_reported_once_at_the_end_when_present(tmp_path):
+    import json
+
+    from tinyllm.data.dataset import read_tokens, write_tokens
+    from tinyllm.data.prepare import prepare
+    from tinyllm.train import TrainConfig, Trainer
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(20):
+        (corpus / f"doc{i:02d}.txt").write_text(f"Document {i}: the fox {i} jumps. " * 8)
+    folder = tmp_path / "prepared"
+    prepare([str(corpus)], folder, vocab_size=300, progress=False)
+    model = dict(vocab_size=300, block_size=16, n_layer=1, n_head=2, n_embd=16)
+
+    def run(name):
+        cfg = TrainConfig(out_dir=str(tmp_path / name), data=str(folder), batch_size=4,
+                          max_steps=2, eval_interval=2, progress=False, model=model)
+        return Trainer(cfg, log=lambda m: None).run()
+
+    if not (folder / "test.bin").exists():  # a folder prepared before the test split existed
+        assert not any(k.startswith("test_") for k in run("old"))
+        val = np.asarray(read_tokens(folder / "val.bin"))
+        write_tokens(folder / "test.bin", val[: len(val) // 2], vocab_size=300)
+    test_len = len(read_tokens(folder / "test.bin"))
+    summary = run("new")
+    assert summary["test_tokens"] == test_len - 1 and summary["test_bpb"] > 0
+    assert summary["val_tokens"] > 0
+    records = [json.loads(x) for x in (tmp_path / "new" / "metrics.jsonl").read_text().split("\n") if x]
+    assert sum("test_loss" in r for r in records) == 1  # never during training

@@ -33,6 +33,7 @@ from tinyllm.align.sft_data import IGNORE, SFTBatches, pad_batch, read_jsonl, to
 from tinyllm.align.template import END_TOKEN, prompt_and_answer, render
 from tinyllm.align.vocab import prepare_chat_vocab
 from tinyllm.model import GPT, GPTConfig
+from tinyllm.safetensors import atomic_write
 
 
 @dataclass
@@ -42,7 +43,7 @@ class FinetuneConfig:
     out_dir: str = "runs/sft"
     batch_size: int = 32
     batching: str = "pad"  # "pad" (to the longest example in the batch) or "pack"
-    max_steps: int = 400
+    max_steps: int = 200
     lr: float = 2e-3
     min_lr: float = 2e-4
     warmup_steps: int = 20
@@ -50,13 +51,17 @@ class FinetuneConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
-    dropout: float | None = None  # None keeps the base run's
+    # None keeps the base run's. 0 by default: pre-training's dropout fights overfitting a
+    # small corpus many epochs over; a fine-tuning set is seen a few times, and learns faster
+    # without it (builtin:reverse: validation loss 0.21 vs 0.42 after 100 steps)
+    dropout: float | None = 0.0
     eval_interval: int = 100
     val_fraction: float = 0.1  # of a JSONL file's examples, held out (builtin sets have splits)
     eval_examples: int = 200  # held-out examples for validation loss and exact match
     answer_tokens: int = 24  # longest greedy answer in exact-match evaluation
     seed: int = 0
     progress: bool = True
+    plot: bool = True  # loss.png at the end (when matplotlib is installed)
 
     @classmethod
     def from_dict(cls, d):
@@ -93,22 +98,25 @@ def prepare_model_for_finetune(model, cfg: FinetuneConfig, log=print):
 
 
 def load_examples(cfg: FinetuneConfig):
-    """(train, held-out) Example lists. builtin:NAME has its own splits (held-out = test, never
-    trained on); a file is shuffled with the seed and `val_fraction` of it held out."""
+    """(train, validation, test) Example lists. builtin:NAME has three disjoint splits
+    (validation loss on one, exact match on another, neither trained on); a file is shuffled
+    with the seed and `val_fraction` of it held out, for both validation loss and exact match."""
     if cfg.data.startswith("builtin:"):
         from tinyllm.align.builtin_qa import builtin_examples
 
         name = cfg.data.split(":", 1)[1]
         return (builtin_examples(name, "train", seed=cfg.seed),
+                builtin_examples(name, "val", n=cfg.eval_examples, seed=cfg.seed),
                 builtin_examples(name, "test", n=cfg.eval_examples, seed=cfg.seed))
     examples = read_jsonl(cfg.data)
     if not 0.0 < cfg.val_fraction < 1.0:
         raise ValueError(f"--val-fraction must be between 0 and 1, got {cfg.val_fraction}")
-    order = np.random.default_rng(cfg.seed).permutation(len(examples))
-    n_val = min(cfg.eval_examples, max(1, round(cfg.val_fraction * len(examples))))
     if len(examples) < 2:
         raise ValueError(f"{cfg.data}: needs at least 2 examples (one to train, one held out)")
-    return [examples[i] for i in order[n_val:]], [examples[i] for i in order[:n_val]]
+    order = np.random.default_rng(cfg.seed).permutation(len(examples))
+    n_held = min(cfg.eval_examples, max(1, round(cfg.val_fraction * len(examples))))
+    held_out = [examples[i] for i in order[:n_held]]
+    return [examples[i] for i in order[n_held:]], held_out, held_out
 
 
 @ag.no_grad()
@@ -191,6 +199,7 @@ class FineTuner:
             self.base_exact_match = state["base_exact_match"]
             self.batches.load_state_dict(state["batches"])
             ckpt.set_rng_state(self.model.rng, state["model_rng"])
+            self._forget_metrics_after(self.step)
             self.log(f"resumed {self.run_dir} at step {self.step}")
         else:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -201,13 +210,14 @@ class FineTuner:
 
     def _load_data(self):
         cfg, block = self.cfg, self.model.config.block_size
-        train, held_out = load_examples(cfg)
+        train, val, test = load_examples(cfg)
         self.train_seqs, report = tokenize_examples(train, self.tok, block)
         self.log(f"train data {cfg.data}: {report}")
-        self.val_seqs, val_report = tokenize_examples(held_out, self.tok, block)
-        self.log(f"held-out: {val_report}")
-        self.report = {"train": report.to_dict(), "held_out": val_report.to_dict()}
-        self.held_out = held_out[:cfg.eval_examples]
+        self.val_seqs, val_report = tokenize_examples(val, self.tok, block)
+        self.log(f"held out for validation loss: {val_report}")
+        self.report = {"train": report.to_dict(), "validation": val_report.to_dict()}
+        # exact match asks for the final assistant message of each held-out conversation
+        self.held_out = [ex for ex in test if ex.messages[-1]["role"] == "assistant"]
         self.pad_id = self.tok.special_tokens[END_TOKEN]  # any id: padded positions are ignored
         self.batches = SFTBatches(self.train_seqs, cfg.batch_size, block, self.pad_id,
                                   mode=cfg.batching, seed=cfg.seed)
@@ -219,6 +229,13 @@ class FineTuner:
 
     def save(self):
         ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, self._state())
+
+    def _forget_metrics_after(self, step):
+        """Drop the metrics of steps after the checkpoint: the resumed run makes them again."""
+        path = self.run_dir / "metrics.jsonl"
+        lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+        kept = "".join(x for x in lines if x.strip() and json.loads(x)["step"] <= step)
+        atomic_write(path, lambda f: f.write(kept), mode="w")
 
     def _metrics(self, record):
         with open(self.run_dir / "metrics.jsonl", "a") as f:
@@ -308,7 +325,8 @@ class FineTuner:
                                  "expected": prompt_and_answer(ex.messages)[1], "answer": r}
                                 for ex, r in list(zip(self.held_out, replies))[:5]]}
         ckpt.write_json(self.run_dir / "summary.json", summary)
-        plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+        if c.plot:
+            plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
         return summary
 
 
