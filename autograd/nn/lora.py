@@ -36,9 +36,56 @@ import math
 from contextlib import contextmanager
 
 from autograd import functional as F
+from autograd.function import Function
 from autograd.grad_mode import no_grad
 from autograd.nn.layers import Linear, _normal, _zeros
 from autograd.nn.module import Module
+
+
+def _rows(a):
+    """View (..., n) as (rows, n): one 2-D matrix product instead of a batched one."""
+    return a.reshape(-1, a.shape[-1])
+
+
+class LoRALinearFn(Function):
+    """out = x @ w + b + s * (h @ a) @ bm, one op (h is the adapter's input: x, or x after
+    dropout; w (in, out) frozen, a (in, r), bm (r, out), s = alpha / r).
+
+    With u = s * (h @ a) (rows, r), the VJP for an upstream g (rows, out):
+        dbm = u^T g          du = g bm^T          da = s * h^T du          dh = s * du a^T
+        dx  = g w^T          dw = x^T g           db = sum of g over rows
+
+    Why one op: written as x @ w + (h @ a) @ bm with three ops, the graph would keep two
+    arrays of the output's size alive per layer (x @ w and the update) until the backward;
+    this op keeps only u, which is r wide. With a frozen w, dw is never computed."""
+
+    rule = "lora: dbm = u^T g, da = s h^T (g bm^T), dh = s (g bm^T) a^T, dx = g w^T"
+
+    @staticmethod
+    def forward(ctx, x, h, w, a, bm, b=None, *, scale):
+        u = (_rows(h) @ a) * scale
+        out = _rows(x) @ w
+        out += u @ bm
+        if b is not None:
+            out += b
+        ctx.save_for_backward(x, h, w, a, bm, u)
+        ctx.scale = scale
+        return out.reshape(*x.shape[:-1], w.shape[1])
+
+    @staticmethod
+    def backward(ctx, g):
+        x, h, w, a, bm, u = ctx.saved
+        need, s = ctx.needs_input_grad, ctx.scale
+        g2 = _rows(g)
+        gu = g2 @ bm.T  # (rows, r)
+        gx = (g2 @ w.T).reshape(x.shape) if need[0] else None
+        gh = ((gu @ a.T) * s).reshape(h.shape) if need[1] else None
+        gw = _rows(x).T @ g2 if need[2] else None
+        ga = (_rows(h).T @ gu) * s if need[3] else None
+        gbm = u.T @ g2 if need[4] else None
+        if len(need) == 5:
+            return gx, gh, gw, ga, gbm
+        return gx, gh, gw, ga, gbm, (g2.sum(axis=0) if need[5] else None)
 
 
 class LoRALinear(Linear):
@@ -85,11 +132,14 @@ class LoRALinear(Linear):
 
     # ---- the forward ---------------------------------------------------------------------------
     def forward(self, x):
-        y = F.linear(x, self.weight, self.bias)
         if self.merged or not self.adapter_enabled:
-            return y  # merged: W already holds the update; disabled: the base layer alone
+            # merged: W already holds the update; disabled: the base layer alone
+            return F.linear(x, self.weight, self.bias)
         h = F.dropout(x, self.dropout, self.training, rng=self.dropout_rng)
-        return y + F.linear(F.linear(h, self.lora_A), self.lora_B) * self.scale
+        params = (self.weight, self.lora_A, self.lora_B)
+        if self.bias is not None:
+            params += (self.bias,)
+        return LoRALinearFn.apply(x, h, *params, scale=self.scale)
 
     def delta_weight(self):
         """The update this adapter adds to W: (alpha / r) * A @ B, shape (in, out), an array."""

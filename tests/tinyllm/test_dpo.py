@@ -19,8 +19,9 @@ from tinyllm.align.dpo import (
     reward_metrics,
     sequence_logprobs,
 )
-from tinyllm.align.dpo_train import DPOConfig, DPOTrainer, load_run
+from tinyllm.align.dpo_train import DPOConfig, DPOTrainer
 from tinyllm.align.preference_data import Pair, PreferenceDataError, read_pairs, tokenize_pairs
+from tinyllm.align.sft import load_run
 from tinyllm.model import GPT, GPTConfig
 from tinyllm.tokenizer import BPETokenizer
 
@@ -65,6 +66,16 @@ def test_loss_gradient_against_finite_differences_float64():
     dpo_loss(c, r, rc, rr, beta=0.7)[0].backward()
     z = 0.7 * ((c.data - rc) - (r.data - rr))
     np.testing.assert_allclose(c.grad, -0.7 / (1 + np.exp(z)) / 5, rtol=1e-10)
+
+
+def test_sft_term_is_the_chosen_nll_per_token_and_its_gradient_checks():
+    from tinyllm.align.dpo import chosen_nll
+
+    items = [(None, np.array([0, 0, 1, 1, 1]), None, None), (None, np.array([0, 1, 1]), None,
+                                                            None)]
+    got = chosen_nll(ag.tensor(np.array([-4.0, -2.0])), items).data
+    assert got == pytest.approx((4 / 3 + 2 / 2) / 2)
+    gradcheck(lambda c: chosen_nll(c, items), np.array([-4.0, -2.0]), seed=4)
 
 
 def test_reward_metrics():
@@ -177,7 +188,7 @@ def _cfg(base, out, **over):
 
 
 def test_policy_equals_reference_at_step_0_to_the_last_bit(base):
-    model, tok = load_run(base[0])
+    model, tok, _ = load_run(base[0])
     from tinyllm.align.vocab import prepare_chat_vocab
 
     tok, _ = prepare_chat_vocab(tok, model)
@@ -202,7 +213,7 @@ def test_a_short_run_improves_reward_accuracy_and_writes_a_run_folder(base, tmp_
     assert summary["reward_margin"] > 0
     for name in ("config.json", "tokenizer.json", "summary.json", "reference.safetensors"):
         assert (tmp_path / "run" / name).exists()
-    model, tok = load_run(tmp_path / "run")  # a plain GPT run with the chat tokens
+    model, tok, _ = load_run(tmp_path / "run")  # a plain GPT run with the chat tokens
     assert "<|assistant|>" in tok.special_tokens
 
 
@@ -214,8 +225,8 @@ def test_resume_equals_not_stopping(base, tmp_path):
     assert resumed.step == 5
     again = resumed.run()
     assert again["val_loss"] == straight["val_loss"]
-    wa, _ = load_run(tmp_path / "a")
-    wb, _ = load_run(tmp_path / "b")
+    wa, _, _ = load_run(tmp_path / "a")
+    wb, _, _ = load_run(tmp_path / "b")
     assert lora.weights_hash(wa.state_dict()) == lora.weights_hash(wb.state_dict())
 
 
@@ -228,7 +239,7 @@ def test_lora_dpo_keeps_the_base_and_resumes(base, tmp_path):
     assert summary["reward_accuracy"] > 0.5 and summary["trainable_fraction"] < 0.2
     adapter = tmp_path / "l" / "adapter.safetensors"
     assert adapter.exists() and adapter.stat().st_size < 60_000
-    merged, _ = load_run(tmp_path / "l")  # the checkpoint is a plain GPT
+    merged, _, _ = load_run(tmp_path / "l")  # the checkpoint is a plain GPT
     assert not any("lora" in n for n in merged.state_dict())
 
     stopped = DPOTrainer(_cfg(base, tmp_path / "m", lora=lcfg, lr=1e-2))

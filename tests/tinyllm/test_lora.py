@@ -150,3 +150,86 @@ def test_new_token_rows_train_and_export_as_one_table():
     np.testing.assert_array_equal(table[:-3], old[:-3])  # the frozen rows did not move
     assert not np.array_equal(table[-3:], old[-3:])
     assert "transformer.wte.rows" in lora.adapter_state_dict(model)
+
+
+def test_prepare_lora_loads_the_base_and_trains_the_new_token_rows(tmp_path):
+    from tests.tinyllm.test_dpo import _make_base
+    from tinyllm.align.lora_runs import prepare_lora
+    from tinyllm.align.sft import load_run
+    from tinyllm.align.vocab import prepare_chat_vocab
+
+    base_dir = _make_base(tmp_path / "base")
+    base, tok, _ = load_run(base_dir)
+    prepare_chat_vocab(tok, base)  # the grown base, as fine-tuning makes it
+    model = GPT(base.config, seed=7)  # a resumed run's model: random weights
+    report = prepare_lora(model, {"rank": 2, "alpha": 4}, base_dir, log=lambda m: None)
+    assert model.lora_config.new_token_rows == 4
+    exported = lora.export_state_dict(model)
+    for name, value in base.state_dict().items():
+        np.testing.assert_array_equal(exported[name], value)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert "transformer.wte.rows" in trainable
+    assert report["trainable_fraction"] < 0.2
+    with pytest.raises(lora.LoRAError, match="vocabulary"):
+        prepare_lora(_gpt(), {"rank": 2}, base_dir, log=lambda m: None)
+
+
+def _sft_file(path, n=48):
+    import json
+
+    rng = np.random.default_rng(0)
+    words = ["fox", "dog", "red", "blue", "sky", "sun", "cat", "hat"]
+    with open(path, "w") as f:
+        for _ in range(n):
+            a, b = rng.choice(words, 2)
+            f.write(json.dumps({"prompt": f"{a} {b}", "response": f"{b} {a}"}) + "\n")
+    return path
+
+
+def _sft_cfg(base_dir, data, out, **over):
+    from tinyllm.align.sft import FinetuneConfig
+
+    return FinetuneConfig(**{"base": str(base_dir), "data": str(data), "out_dir": str(out),
+                             "batch_size": 8, "max_steps": 10, "eval_interval": 5, "lr": 1e-2,
+                             "eval_examples": 4, "answer_tokens": 4, "progress": False,
+                             "lora_rank": 2, **over})
+
+
+def test_lora_finetune_keeps_the_base_saves_a_plain_run_and_resumes(tmp_path):
+    from tests.tinyllm.test_dpo import _make_base
+    from tinyllm.align.sft import FineTuner, load_run
+
+    base_dir = _make_base(tmp_path / "base")
+    data = _sft_file(tmp_path / "sft.jsonl")
+    tuner = FineTuner(_sft_cfg(base_dir, data, tmp_path / "a"), log=lambda m: None)
+    frozen = lora.weights_hash(lora.base_state_dict(tuner.model))
+    assert all(n.endswith(("lora_A", "lora_B", "wte.rows"))
+               for n, p in tuner.model.named_parameters() if p.requires_grad)
+    summary = tuner.run()
+    assert lora.weights_hash(lora.base_state_dict(tuner.model)) == frozen
+    rows = [r for r in map(__import__("json").loads,
+                           (tmp_path / "a" / "metrics.jsonl").read_text().splitlines())
+            if "val_loss" in r]
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"]
+
+    plain, _, _ = load_run(tmp_path / "a")  # the run is a plain GPT that every command loads
+    assert not nn.lora_layers(plain)
+    adapter = tmp_path / "a" / "adapter.safetensors"
+    assert adapter.exists() and adapter.stat().st_size < 40_000
+    # the adapter alone, put onto the base (chat tokens added), gives the run's weights
+    from tinyllm.align.vocab import prepare_chat_vocab
+
+    base, tok, _ = load_run(base_dir)
+    prepare_chat_vocab(tok, base)
+    lora.load_adapter(adapter, base)
+    exported = lora.export_state_dict(base)
+    for name, value in plain.state_dict().items():
+        np.testing.assert_allclose(exported[name], value, rtol=0, atol=0)
+
+    stopped = FineTuner(_sft_cfg(base_dir, data, tmp_path / "b"), log=lambda m: None)
+    stopped.run(stop_at=5)
+    again = FineTuner(_sft_cfg(base_dir, data, tmp_path / "b"), resume=True,
+                      log=lambda m: None).run()
+    assert again["val_loss"] == summary["val_loss"]
+    resumed, _, _ = load_run(tmp_path / "b")
+    assert lora.weights_hash(resumed.state_dict()) == lora.weights_hash(plain.state_dict())

@@ -46,6 +46,15 @@ def dpo_loss(logp_c, logp_r, ref_c, ref_r, beta=0.1):
     return per_pair.mean(), chosen.data, rejected.data
 
 
+def chosen_nll(logp_c, items):
+    """Mean over pairs of the chosen reply's negative log-likelihood per token: the optional
+    SFT term (`sft_weight`, "RPO", Pang et al. 2024) that keeps the chosen replies likely while
+    DPO widens the gap. Plain DPO can widen it by making both replies unlikely, which on a tiny
+    model shows as replies that never reach <|end|>."""
+    lengths = np.asarray([mask[1:].sum() for _, mask, _, _ in items], dtype=logp_c.dtype)
+    return -(logp_c / lengths).mean()
+
+
 def reward_metrics(chosen, rejected):
     """Reward accuracy (share of pairs whose chosen reward is higher), mean margin, and the
     mean chosen and rejected rewards, from per-pair reward arrays."""

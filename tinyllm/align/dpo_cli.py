@@ -27,6 +27,9 @@ def register(subparsers):
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the DPO run saved in RUN_DIR")
     p.add_argument("--beta", type=float, default=None, help="strength of the KL anchor "
                    "(default 0.1)")
+    p.add_argument("--sft-weight", type=float, default=None,
+                   help="add this times the chosen replies' NLL per token to the loss (RPO; "
+                        "default 0: plain DPO)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-4)")
     p.add_argument("--batch-size", type=int, default=None, help="pairs per step (default 8)")
     p.add_argument("--max-steps", type=int, default=None, help="default 200")
@@ -43,7 +46,7 @@ def register(subparsers):
     p.set_defaults(func=run_dpo)
 
 
-_FIELDS = ("beta", "lr", "batch_size", "max_steps", "eval_interval", "train_pairs",
+_FIELDS = ("beta", "sft_weight", "lr", "batch_size", "max_steps", "eval_interval", "train_pairs",
            "test_pairs", "seed", "data", "out_dir")
 
 

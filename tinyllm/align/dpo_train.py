@@ -33,9 +33,10 @@ from autograd.backend import asnumpy
 from tinyllm import checkpoint as ckpt
 from tinyllm.align import lora as lora_mod
 from tinyllm.align import lora_runs
-from tinyllm.align.dpo import dpo_loss, pair_logprobs, reference_logprobs, reward_metrics
+from tinyllm.align.dpo import chosen_nll, dpo_loss, pair_logprobs, reference_logprobs, reward_metrics
 from tinyllm.align.preference_data import load_pairs, preferred, split_pairs, tokenize_pairs
-from tinyllm.align.template import END_TOKEN, render
+from tinyllm.align.sft import load_run
+from tinyllm.align.template import END_TOKEN
 
 
 @dataclass
@@ -44,6 +45,7 @@ class DPOConfig:
     data: str = "builtin:brackets"
     out_dir: str = "runs/dpo"
     beta: float = 0.1
+    sft_weight: float = 0.0  # > 0 adds that times the chosen replies' NLL per token (RPO)
     lr: float = 1e-4
     min_lr: float = 1e-5
     warmup_steps: int = 10
@@ -55,6 +57,7 @@ class DPOConfig:
     train_pairs: int | None = 2000  # built-in sets: how many pairs to draw (files: all)
     test_pairs: int | None = 200
     sample_pairs: int = 100  # held-out prompts answered greedily at the start and the end
+    sample_tokens: int = 24  # longest greedy reply
     seed: int = 0
     progress: bool = True
     lora: dict | None = None  # a LoRAConfig as a dict, or None for full fine-tuning
@@ -62,19 +65,6 @@ class DPOConfig:
     @classmethod
     def from_dict(cls, d):
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-
-def load_run(run_dir):
-    """(model, tokenizer) of a finished run folder (plain GPT weights)."""
-    from tinyllm.model import GPT, GPTConfig
-    from tinyllm.tokenizer import BPETokenizer
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no config.json)")
-    model = GPT(GPTConfig.from_dict(ckpt.read_json(run_dir / "config.json")["model"]))
-    ckpt.load_weights(model, ckpt.checkpoint_dir(run_dir))
-    return model, BPETokenizer.load(run_dir / "tokenizer.json")
 
 
 class _PairOrder:
@@ -109,7 +99,7 @@ class DPOTrainer:
         self.cfg, self.run_dir = cfg, Path(cfg.out_dir)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         saved = ckpt.read_json(self.run_dir / "config.json") if resume else None
-        model, tok = load_run(cfg.base_run)
+        model, tok, _ = load_run(cfg.base_run)
         tok, added = prepare_chat_vocab(tok, model)
         self.base_hash = lora_mod.weights_hash(model.state_dict())  # before any adapter
         if saved and saved["base_hash"] != self.base_hash:
@@ -202,9 +192,12 @@ class DPOTrainer:
         c = self.cfg
         idx = self.order.take(c.batch_size)
         self.optimizer.set_lr(self.lr_at(self.step))
-        logp_c, logp_r = pair_logprobs(self.model, [self.train[i] for i in idx], self.end_id)
+        items = [self.train[i] for i in idx]
+        logp_c, logp_r = pair_logprobs(self.model, items, self.end_id)
         loss, chosen, rejected = dpo_loss(logp_c, logp_r, self.ref["train_chosen"][idx],
                                           self.ref["train_rejected"][idx], c.beta)
+        if c.sft_weight:
+            loss = loss + chosen_nll(logp_c, items) * c.sft_weight
         loss.backward()
         optim.clip_grad_norm(lora_mod.trainable_parameters(self.model), c.grad_clip)
         self.optimizer.step()
@@ -227,23 +220,17 @@ class DPOTrainer:
         metrics = reward_metrics(np.concatenate(chosen), np.concatenate(rejected))
         return {"val_loss": sum(losses) / len(self.test), **metrics}
 
-    def greedy_replies(self, pairs):
-        """The model's greedy reply to each pair's prompt (until <|end|>, at most 40 tokens)."""
-        replies = []
-        for pair in pairs:
-            ids, _ = render(self.tok, pair.prompt, open_assistant=True)
-            out = self.model.generate(np.asarray([ids]), 40, temperature=0.0,
-                                      stop_tokens=[self.end_id])
-            new = [t for t in out[0, len(ids):].tolist()]
-            new = new[:new.index(self.end_id)] if self.end_id in new else new
-            replies.append(self.tok.decode(new))
-        return replies
-
     def preferred_rate(self):
-        """Share of held-out prompts whose greedy reply is the chosen one, overall and by kind."""
+        """Share of held-out prompts whose greedy reply is the chosen one, overall and by kind
+        (the SFT helper's exact-match scorer, with the chosen reply as the answer)."""
+        from tinyllm.align.sft import exact_match
+        from tinyllm.align.sft_data import Example
+
         pairs = self.test_pairs[:self.cfg.sample_pairs]
-        with ag.no_grad():
-            hits = [preferred(p, r) for p, r in zip(pairs, self.greedy_replies(pairs))]
+        examples = [Example(p.prompt + [{"role": "assistant", "content": p.chosen}])
+                    for p in pairs]
+        _, replies = exact_match(self.model, self.tok, examples, self.cfg.sample_tokens)
+        hits = [preferred(p, r) for p, r in zip(pairs, replies)]
         out = {"preferred_rate": float(np.mean(hits))}
         for kind in sorted({p.kind for p in pairs if p.kind}):
             sel = [h for h, p in zip(hits, pairs) if p.kind == kind]

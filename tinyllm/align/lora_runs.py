@@ -95,3 +95,31 @@ def save_final_adapter(run_dir, model, extra=None):
     path = Path(run_dir) / "adapter.safetensors"
     lora_mod.save_adapter(path, model, model.lora_config, model.lora_base_hash, extra)
     return path
+
+
+def prepare_lora(model, lora, base_run, log=print):
+    """The fine-tuning hook for LoRA: give `model` the base run's weights (the chat tokens added
+    as fine-tuning adds them), then wrap its target layers. `lora` is a LoRAConfig or its dict.
+
+    The base weights are loaded here, not trusted from the caller: a resumed run builds its
+    model from the config alone, and the adapters are only meaningful on the exact base (its
+    hash is checked when the step's adapters are restored). The chat-token rows that
+    fine-tuning added train with the adapters. Returns the parameter report."""
+    from tinyllm.align.sft import load_run
+    from tinyllm.align.vocab import prepare_chat_vocab
+
+    cfg = lora if isinstance(lora, lora_mod.LoRAConfig) else lora_mod.LoRAConfig.from_dict(lora)
+    base, tok, _ = load_run(base_run)
+    _, added = prepare_chat_vocab(tok, base)
+    if base.config.vocab_size != model.config.vocab_size:
+        raise lora_mod.LoRAError(f"{base_run}: vocabulary of {base.config.vocab_size} ids "
+                                 f"(with the chat tokens), the run's model has "
+                                 f"{model.config.vocab_size}")
+    model.load_state_dict(base.state_dict())
+    cfg.new_token_rows = added
+    report = lora_mod.apply_lora(model, cfg)
+    log(f"LoRA rank {cfg.rank} (alpha {cfg.alpha}) on {len(report['lora_layers'])} layers"
+        f"{f' and {added} new token rows' if added else ''}: "
+        f"{report['trainable_parameters']:,} of {report['total_parameters']:,} parameters "
+        f"train ({100 * report['trainable_fraction']:.2f}%)")
+    return report

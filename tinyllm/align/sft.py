@@ -29,6 +29,7 @@ import autograd as ag
 from autograd import optim
 from autograd.backend import asnumpy
 from tinyllm import checkpoint as ckpt
+from tinyllm.align import lora_runs
 from tinyllm.align.sft_data import IGNORE, SFTBatches, pad_batch, read_jsonl, tokenize_examples
 from tinyllm.align.template import END_TOKEN, prompt_and_answer, render
 from tinyllm.align.vocab import prepare_chat_vocab
@@ -62,6 +63,11 @@ class FinetuneConfig:
     seed: int = 0
     progress: bool = True
     plot: bool = True  # loss.png at the end (when matplotlib is installed)
+    # LoRA (tinyllm.align.lora): on when lora_rank is set; only the adapters train
+    lora_rank: int | None = None
+    lora_alpha: float | None = None  # None: 2 * rank
+    lora_dropout: float = 0.0
+    lora_targets: str = "c_attn,c_proj,c_fc"  # module-name patterns, comma-separated
 
     @classmethod
     def from_dict(cls, d):
@@ -91,6 +97,14 @@ def prepare_model_for_finetune(model, cfg: FinetuneConfig, log=print):
     """The hook between loading the base weights and making the optimizer: full fine-tuning
     trains every parameter, so this only reports the count. LoRA extends it to wrap layers with
     adapters and freeze the rest; the optimizer then gets the parameters that require grad."""
+    if cfg.lora_rank is not None:
+        from tinyllm.align.lora import LoRAConfig
+        from tinyllm.align.lora_runs import prepare_lora
+
+        alpha = 2.0 * cfg.lora_rank if cfg.lora_alpha is None else cfg.lora_alpha
+        prepare_lora(model, LoRAConfig(cfg.lora_rank, alpha, cfg.lora_dropout, cfg.lora_targets),
+                     cfg.base, log)
+        return model
     trainable = trainable_parameters(model)
     log(f"trainable parameters: {trainable:,} of {model.num_parameters():,} "
         f"({100 * trainable / model.num_parameters():.1f}%)")
@@ -194,7 +208,9 @@ class FineTuner:
         self.optimizer = optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.step, self.train_seconds, self.base_exact_match = 0, 0.0, None
         if resume:
-            state = ckpt.load_checkpoint(self.run_dir, self.model, self.optimizer)
+            state = ckpt.load_checkpoint(self.run_dir, lora_runs.checkpoint_model(self.model),
+                                         self.optimizer)
+            lora_runs.restore_step_adapter(self.run_dir, self.model, state["step"])
             self.step, self.train_seconds = state["step"], state["train_seconds"]
             self.base_exact_match = state["base_exact_match"]
             self.batches.load_state_dict(state["batches"])
@@ -227,8 +243,11 @@ class FineTuner:
                 "base_exact_match": self.base_exact_match, "batches": self.batches.state_dict(),
                 "model_rng": ckpt.rng_state(self.model.rng)}
 
-    def save(self):
-        ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, self._state())
+    def save(self):  # with LoRA: the step's adapters, then plain GPT weights (lora_runs.py)
+        lora_runs.save_step_adapter(self.run_dir, self.model, self.step)
+        ckpt.save_checkpoint(self.run_dir, lora_runs.checkpoint_model(self.model),
+                             self.optimizer, self._state())
+        lora_runs.prune_step_adapters(self.run_dir, self.step)
 
     def _forget_metrics_after(self, step):
         """Drop the metrics of steps after the checkpoint: the resumed run makes them again."""
@@ -324,6 +343,7 @@ class FineTuner:
                    "examples": [{"question": prompt_and_answer(ex.messages)[0][-1]["content"],
                                  "expected": prompt_and_answer(ex.messages)[1], "answer": r}
                                 for ex, r in list(zip(self.held_out, replies))[:5]]}
+        lora_runs.save_final_adapter(self.run_dir, self.model)
         ckpt.write_json(self.run_dir / "summary.json", summary)
         if c.plot:
             plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
