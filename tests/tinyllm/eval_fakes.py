@@ -48,7 +48,7 @@ class BigramModel:
     def __init__(self, table, block_size=64):
         self.table = np.asarray(table, dtype=np.float32)
         self.config = SimpleNamespace(block_size=block_size, vocab_size=self.table.shape[1],
-                                      n_layer=1)
+                                      n_layer=1, pos="learned")
         self.training = True
         self.calls = 0
 
