@@ -232,7 +232,7 @@ def test_resume_equals_not_stopping(base, tmp_path):
 
 def test_lora_dpo_keeps_the_base_and_resumes(base, tmp_path):
     lcfg = lora.LoRAConfig(rank=2, alpha=4).to_dict()
-    trainer = DPOTrainer(_cfg(base, tmp_path / "l", lora=lcfg, lr=1e-2))
+    trainer = DPOTrainer(_cfg(base, tmp_path / "l", lora=lcfg, lr=1e-2, sft_weight=0.5))
     frozen = lora.weights_hash(lora.base_state_dict(trainer.model))
     summary = trainer.run()
     assert lora.weights_hash(lora.base_state_dict(trainer.model)) == frozen
@@ -242,9 +242,10 @@ def test_lora_dpo_keeps_the_base_and_resumes(base, tmp_path):
     merged, _, _ = load_run(tmp_path / "l")  # the checkpoint is a plain GPT
     assert not any("lora" in n for n in merged.state_dict())
 
-    stopped = DPOTrainer(_cfg(base, tmp_path / "m", lora=lcfg, lr=1e-2))
+    stopped = DPOTrainer(_cfg(base, tmp_path / "m", lora=lcfg, lr=1e-2, sft_weight=0.5))
     stopped.run(stop_at=7)
-    again = DPOTrainer(_cfg(base, tmp_path / "m", lora=lcfg, lr=1e-2), resume=True).run()
+    again = DPOTrainer(_cfg(base, tmp_path / "m", lora=lcfg, lr=1e-2, sft_weight=0.5),
+                       resume=True).run()
     assert again["val_loss"] == summary["val_loss"]
 
 

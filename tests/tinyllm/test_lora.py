@@ -233,3 +233,24 @@ def test_lora_finetune_keeps_the_base_saves_a_plain_run_and_resumes(tmp_path):
     assert again["val_loss"] == summary["val_loss"]
     resumed, _, _ = load_run(tmp_path / "b")
     assert lora.weights_hash(resumed.state_dict()) == lora.weights_hash(plain.state_dict())
+
+
+def test_train_also_unfreezes_named_parameters_and_saves_them_with_the_adapter(tmp_path):
+    model = _gpt()
+    base_hash = lora.weights_hash(model.state_dict())
+    cfg = lora.LoRAConfig(rank=2, train_also="wpe,ln_f")
+    lora.apply_lora(model, cfg)
+    assert model.lora_extra == ["transformer.wpe.weight", "transformer.ln_f.weight",
+                                "transformer.ln_f.bias"]
+    frozen = lora.weights_hash(lora.base_state_dict(model))
+    _train(model)
+    assert lora.weights_hash(lora.base_state_dict(model)) == frozen
+    path = tmp_path / "a.safetensors"
+    lora.save_adapter(path, model, cfg, base_hash)
+    fresh = _gpt()
+    assert lora.load_adapter(path, fresh).train_also == ("wpe", "ln_f")
+    x, _ = _batch(5)
+    model.eval(), fresh.eval()
+    np.testing.assert_array_equal(fresh(x)[0].data, model(x)[0].data)
+    with pytest.raises(lora.LoRAError, match="'ln_9' matches no parameter"):
+        lora.apply_lora(_gpt(), lora.LoRAConfig(rank=2, train_also="ln_9"))

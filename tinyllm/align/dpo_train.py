@@ -5,6 +5,11 @@
     loop: a batch of pairs -> both sides in one forward -> DPO loss -> backward -> AdamW
     every `eval_interval` steps: loss, reward accuracy, margin, chosen and rejected rewards
                                  on the held-out pairs, and a checkpoint
+    at the start and the end:    the preferred rate, the share of held-out prompts whose
+                                 greedy reply is the chosen one (the behaviour, not the score)
+
+`sft_weight` > 0 adds the chosen replies' NLL to the loss (see `dpo.chosen_nll`): on the tiny
+model plain DPO wins its metric by making both replies unlikely, and greedy replies degrade.
 
 The run folder has the shape of every other run (config.json, tokenizer.json, checkpoint/,
 metrics.jsonl, summary.json, dpo.png) plus `reference.safetensors` (the cached log-probs). Its
@@ -93,6 +98,8 @@ class _PairOrder:
 
 
 class DPOTrainer:
+    """One DPO run: `DPOTrainer(cfg).run()`; `resume=True` continues `cfg.out_dir`."""
+
     def __init__(self, cfg: DPOConfig, resume=False, log=None):
         from tinyllm.align.vocab import prepare_chat_vocab
 
@@ -194,16 +201,16 @@ class DPOTrainer:
         self.optimizer.set_lr(self.lr_at(self.step))
         items = [self.train[i] for i in idx]
         logp_c, logp_r = pair_logprobs(self.model, items, self.end_id)
-        loss, chosen, rejected = dpo_loss(logp_c, logp_r, self.ref["train_chosen"][idx],
-                                          self.ref["train_rejected"][idx], c.beta)
-        if c.sft_weight:
-            loss = loss + chosen_nll(logp_c, items) * c.sft_weight
+        dpo, chosen, rejected = dpo_loss(logp_c, logp_r, self.ref["train_chosen"][idx],
+                                         self.ref["train_rejected"][idx], c.beta)
+        loss = dpo + chosen_nll(logp_c, items) * c.sft_weight if c.sft_weight else dpo
         loss.backward()
         optim.clip_grad_norm(lora_mod.trainable_parameters(self.model), c.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad()
         self.step += 1
-        return float(asnumpy(loss.data)), reward_metrics(asnumpy(chosen), asnumpy(rejected))
+        return float(asnumpy(loss.data)), {"dpo_loss": float(asnumpy(dpo.data)),
+                                           **reward_metrics(asnumpy(chosen), asnumpy(rejected))}
 
     @ag.no_grad()
     def evaluate(self):
@@ -262,7 +269,8 @@ class DPOTrainer:
                     return None
                 loss, batch = self.train_step()
                 self.train_seconds = time.perf_counter() - start
-                self._metrics({"step": self.step, "loss": loss, "lr": self.lr_at(self.step - 1),
+                self._metrics({"step": self.step, "loss": loss, "dpo_loss": batch["dpo_loss"],
+                               "lr": self.lr_at(self.step - 1),
                                "batch_reward_accuracy": batch["reward_accuracy"],
                                "time_s": self.train_seconds})
                 bar.update(1)
@@ -310,7 +318,7 @@ def plot_dpo(metrics_path, out_path):
         return None
     rows = [json.loads(line) for line in Path(metrics_path).read_text().splitlines()]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label, style in (("loss", "train", "-"), ("val_loss", "held-out", "o-")):
+    for key, label, style in (("dpo_loss", "train", "-"), ("val_loss", "held-out", "o-")):
         pts = [(r["step"], r[key]) for r in rows if key in r]
         if pts:
             a.plot(*zip(*pts), style, label=label, alpha=0.7)

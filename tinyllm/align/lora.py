@@ -39,6 +39,13 @@ DEFAULT_TARGETS = ("c_attn", "c_proj", "c_fc")
 FORMAT = "tinyllm-lora-adapter"
 
 
+def _split(patterns):
+    """'a,b' or ['a', 'b'] -> ('a', 'b')."""
+    if isinstance(patterns, str):
+        patterns = patterns.split(",")
+    return tuple(p.strip() for p in patterns if p.strip())
+
+
 class LoRAError(ValueError):
     """A LoRA setting, or adapter file, that does not fit the model; the message says why."""
 
@@ -50,11 +57,14 @@ class LoRAConfig:
     dropout: float = 0.0
     targets: tuple = DEFAULT_TARGETS
     new_token_rows: int = 0  # rows at the end of the token embedding that train too
+    train_also: tuple = ()  # parameter-name patterns trained in full beside the adapters
 
     def __post_init__(self):
-        if isinstance(self.targets, str):
-            self.targets = tuple(t.strip() for t in self.targets.split(",") if t.strip())
-        self.targets = tuple(self.targets)
+        self.train_also = _split(self.train_also)
+        self._check()
+
+    def _check(self):
+        self.targets = _split(self.targets)
         if not self.targets:
             raise LoRAError("--lora-targets: give at least one module-name pattern")
         if int(self.rank) != self.rank or self.rank < 1:
@@ -64,7 +74,7 @@ class LoRAConfig:
 
     def to_dict(self):
         d = asdict(self)
-        d["targets"] = list(self.targets)
+        d["targets"], d["train_also"] = list(self.targets), list(self.train_also)
         return d
 
     @classmethod
@@ -86,6 +96,9 @@ def add_lora_arguments(parser):
     g.add_argument("--lora-targets", default=",".join(DEFAULT_TARGETS), metavar="PATTERNS",
                    help="comma-separated module-name patterns (default: c_attn,c_proj,c_fc, "
                         "the attention and MLP projections)")
+    g.add_argument("--lora-train-also", default="", metavar="PATTERNS",
+                   help="parameter-name patterns trained in full beside the adapters, saved "
+                        "with them (e.g. wpe,ln_1,ln_2,ln_f: position embedding and norms)")
     return g
 
 
@@ -95,7 +108,8 @@ def lora_config_from_args(args, new_token_rows=0):
         return None
     alpha = 2.0 * args.lora_rank if args.lora_alpha is None else args.lora_alpha
     return LoRAConfig(rank=args.lora_rank, alpha=alpha, dropout=args.lora_dropout,
-                      targets=args.lora_targets, new_token_rows=new_token_rows)
+                      targets=args.lora_targets, new_token_rows=new_token_rows,
+                      train_also=args.lora_train_also)
 
 
 # ---- choosing and wrapping layers -----------------------------------------------------------
@@ -180,12 +194,36 @@ def apply_lora(model, cfg: LoRAConfig, rng=None):
         parent, leaf = _parent(model, name)
         setattr(parent, leaf, LoRALinear.from_linear(getattr(parent, leaf), cfg.rank, cfg.alpha,
                                                      cfg.dropout, rng=rng))
+    model.lora_extra = _unfreeze(model, cfg.train_also)
     if cfg.new_token_rows:
         wte = model.transformer.wte
         if not model.config.tie_weights:
             raise LoRAError("training new token rows needs tied embeddings")
         model.transformer.wte = TrainableRows(wte, cfg.new_token_rows)
     return parameter_report(model, names)
+
+
+def _param_matches(name, pattern):
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatchcase(name, pattern)
+    return f".{pattern}." in f".{name}."  # whole dotted components: "ln_1", "wpe", "h.3"
+
+
+def _unfreeze(model, patterns):
+    """Make the parameters matching `patterns` trainable; returns their names. A pattern that
+    matches no parameter is an error listing them."""
+    params = [n for n, _ in model.named_parameters()]
+    chosen = []
+    for pattern in patterns:
+        hits = [n for n in params if _param_matches(n, pattern) and "lora_" not in n]
+        if not hits:
+            raise LoRAError(f"--lora-train-also: {pattern!r} matches no parameter; the model's "
+                            f"are: {_summarise(params)}")
+        chosen += [n for n in hits if n not in chosen]
+    own = dict(model.named_parameters())
+    for name in chosen:
+        own[name].requires_grad_(True)
+    return chosen
 
 
 def parameter_report(model, names=None):
@@ -235,13 +273,18 @@ def merge_lora(model):
         plain = nn.Embedding(wte.num, wte.dim, dtype=wte.frozen.dtype)
         plain.weight = nn.Parameter(wte.weight.data.copy())
         model.transformer.wte = plain
+    model.lora_extra = ()
     model.requires_grad_(True)
     return model
 
 
+def _trained(model, name):
+    return _is_adapter_key(name) or name in getattr(model, "lora_extra", ())
+
+
 def adapter_state_dict(model):
-    """{name: array} of the trained numbers alone (A, B, and any new token rows)."""
-    return {n: asnumpy(p.data) for n, p in model.named_parameters() if _is_adapter_key(n)}
+    """{name: array} of the trained numbers alone (A, B, new token rows, `train_also`)."""
+    return {n: asnumpy(p.data) for n, p in model.named_parameters() if _trained(model, n)}
 
 
 def weights_hash(state):
@@ -256,9 +299,9 @@ def weights_hash(state):
 
 
 def base_state_dict(model):
-    """The frozen base weights of a LoRA model, under their GPT-2 names (adapters left out).
-    New token rows count as adapter: the base is the model before they were added."""
-    return {n: p.data for n, p in model._named_parameters_all() if not _is_adapter_key(n)}
+    """The frozen weights of a LoRA model, under their GPT-2 names: everything but the
+    adapters, the new token rows and the `train_also` parameters."""
+    return {n: p.data for n, p in model._named_parameters_all() if not _trained(model, n)}
 
 
 def save_adapter(path, model, cfg: LoRAConfig, base_hash: str, extra=None):
@@ -299,7 +342,7 @@ def load_adapter(path, model, base_hash=None):
                         f"{meta['base_hash'][:12]}..., this model's {have[:12]}...)")
     apply_lora(model, cfg)
     own = dict(model.named_parameters())
-    missing = sorted({n for n in own if _is_adapter_key(n)} - set(arrays))
+    missing = sorted({n for n in own if _trained(model, n)} - set(arrays))
     unexpected = sorted(set(arrays) - set(own))
     if missing or unexpected:
         raise LoRAError(f"{path} does not fit the model: missing {missing[:3]}, "

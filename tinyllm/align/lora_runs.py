@@ -118,8 +118,9 @@ def prepare_lora(model, lora, base_run, log=print):
     model.load_state_dict(base.state_dict())
     cfg.new_token_rows = added
     report = lora_mod.apply_lora(model, cfg)
+    extra = f", {len(model.lora_extra)} parameters in full" if model.lora_extra else ""
     log(f"LoRA rank {cfg.rank} (alpha {cfg.alpha}) on {len(report['lora_layers'])} layers"
-        f"{f' and {added} new token rows' if added else ''}: "
+        f"{f' and {added} new token rows' if added else ''}{extra}: "
         f"{report['trainable_parameters']:,} of {report['total_parameters']:,} parameters "
         f"train ({100 * report['trainable_fraction']:.2f}%)")
     return report

@@ -68,6 +68,7 @@ class FinetuneConfig:
     lora_alpha: float | None = None  # None: 2 * rank
     lora_dropout: float = 0.0
     lora_targets: str = "c_attn,c_proj,c_fc"  # module-name patterns, comma-separated
+    lora_train_also: str = ""  # parameter-name patterns trained in full (e.g. wpe,ln_1,ln_2,ln_f)
 
     @classmethod
     def from_dict(cls, d):
@@ -102,8 +103,8 @@ def prepare_model_for_finetune(model, cfg: FinetuneConfig, log=print):
         from tinyllm.align.lora_runs import prepare_lora
 
         alpha = 2.0 * cfg.lora_rank if cfg.lora_alpha is None else cfg.lora_alpha
-        prepare_lora(model, LoRAConfig(cfg.lora_rank, alpha, cfg.lora_dropout, cfg.lora_targets),
-                     cfg.base, log)
+        prepare_lora(model, LoRAConfig(cfg.lora_rank, alpha, cfg.lora_dropout, cfg.lora_targets,
+                                       train_also=cfg.lora_train_also), cfg.base, log)
         return model
     trainable = trainable_parameters(model)
     log(f"trainable parameters: {trainable:,} of {model.num_parameters():,} "
