@@ -33,7 +33,7 @@ __all__ = ["PIPELINE_PRESETS", "run_pipeline", "stage_checks"]
 PIPELINE_PRESETS = {
     "small": {
         "pretrain": {"preset": "small"},
-        "sft": {"data": "builtin:reverse", "max_steps": 200, "eval_examples": 100},
+        "sft": {"data": "builtin:reverse", "eval_examples": 100},  # finetune's default steps
         "dpo": {"data": "builtin:brackets", "max_steps": 100, "train_pairs": 1000,
                 "test_pairs": 100, "sample_pairs": 50, "eval_interval": 50},
         "eval": {"limit": None, "resamples": 2000},
