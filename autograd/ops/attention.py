@@ -15,7 +15,8 @@ from autograd.function import Function
 from autograd.ops.softmax import stable_softmax
 
 _causal_cache: dict = {}
-_BLOCK_BYTES = 1 << 20  # scores per block: about 1 MB, a comfortable fit in L2
+# Scores per block: about 1 MB, a comfortable fit in L2. Read at each call: tests shrink it.
+_BLOCK_BYTES = 1 << 20
 
 
 def causal_bias(T, S, xp, dtype):
