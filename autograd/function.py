@@ -220,6 +220,8 @@ class Function:
     name: str = "function"
     #: a one-line derivative rule shown by autograd.debug, e.g. "mul: d(a*b)/da = b, d(a*b)/db = a"
     rule: str = ""
+    #: False for an op that changes the float dtype on purpose (Cast); see `fix_0d_promotion`
+    keeps_dtype: bool = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -247,7 +249,10 @@ class Function:
         needs = tuple(t.requires_grad for t in inputs)
         record = any(needs) and is_grad_enabled()
         ctx = Context(params, needs)
-        out = Tensor(cls.forward(ctx, *[t.data for t in inputs], **params))
+        result = cls.forward(ctx, *[t.data for t in inputs], **params)
+        if NUMPY_1_PROMOTES_0D and cls.keeps_dtype:
+            result = fix_0d_promotion(result, inputs)
+        out = Tensor(result)
         if record:
             out.requires_grad = True
             out._node = Node(cls, ctx, inputs)
@@ -256,6 +261,26 @@ class Function:
             for hook in tuple(forward_hooks):
                 hook(cls, ctx, inputs, out)
         return out
+
+
+# NumPy 1.x treats 0-d arrays as scalars when it picks a result dtype, so a 0-d float32 array
+# times a Python float comes out float64 there; NumPy 2 (NEP 50) keeps float32, as it always
+# does for arrays. The ops are written for NEP 50; on NumPy 1.x the engine puts 0-d results
+# (forward outputs here, gradients in engine._checked) back into their inputs' float dtype.
+NUMPY_1_PROMOTES_0D = int(np.__version__.split(".")[0]) < 2
+
+
+def fix_0d_promotion(arr, like):
+    """`arr` cast to the float dtype of `like` (tensors or a dtype) when NumPy 1.x promoted a 0-d
+    result; anything else unchanged."""
+    if getattr(arr, "ndim", 1) != 0 or arr.dtype.kind != "f":
+        return arr
+    if isinstance(like, tuple):
+        floats = {t.dtype for t in like if t.dtype.kind == "f"}
+        if len(floats) != 1:
+            return arr
+        (like,) = floats
+    return arr.astype(like) if arr.dtype.itemsize > like.itemsize else arr
 
 
 def _plain(value):
