@@ -10,6 +10,11 @@ import numpy as np
 
 _default_device = "cpu"
 
+# NumPy 1.x treats 0-d arrays as scalars when it picks a result dtype, so a 0-d float32 array
+# times a Python float comes out float64 there; NumPy 2 (NEP 50) keeps float32, as it always
+# does for arrays. The engine corrects for it (function.fix_0d_promotion).
+NUMPY_1_PROMOTES_0D = int(np.__version__.split(".")[0]) < 2
+
 
 def _cupy():
     """Import CuPy, or raise an error that says how to get it."""

@@ -11,13 +11,8 @@
 
 from __future__ import annotations
 
-from autograd.backend import get_array_module
-from autograd.function import (
-    NUMPY_1_PROMOTES_0D,
-    backward_hooks,
-    fix_0d_promotion,
-    unbroadcast,
-)
+from autograd.backend import NUMPY_1_PROMOTES_0D, get_array_module
+from autograd.function import backward_hooks, fix_0d_promotion, unbroadcast
 
 
 def topological_order(root, constants=False, stop_at_freed=False):

@@ -40,7 +40,7 @@ import contextlib
 
 import numpy as np
 
-from autograd.backend import device_of
+from autograd.backend import NUMPY_1_PROMOTES_0D, device_of
 from autograd.grad_mode import is_grad_enabled
 
 # Op-level hooks, used by autograd.debug (printing, timing, anomaly detection). A forward hook is
@@ -263,16 +263,11 @@ class Function:
         return out
 
 
-# NumPy 1.x treats 0-d arrays as scalars when it picks a result dtype, so a 0-d float32 array
-# times a Python float comes out float64 there; NumPy 2 (NEP 50) keeps float32, as it always
-# does for arrays. The ops are written for NEP 50; on NumPy 1.x the engine puts 0-d results
-# (forward outputs here, gradients in engine._checked) back into their inputs' float dtype.
-NUMPY_1_PROMOTES_0D = int(np.__version__.split(".")[0]) < 2
-
-
 def fix_0d_promotion(arr, like):
     """`arr` cast to the float dtype of `like` (tensors or a dtype) when NumPy 1.x promoted a 0-d
-    result; anything else unchanged."""
+    result; anything else unchanged. (See backend.NUMPY_1_PROMOTES_0D: the ops are written for
+    NEP 50; on NumPy 1.x the engine puts 0-d results, forward outputs in `apply` and gradients
+    in engine._checked, back into their inputs' float dtype.)"""
     if getattr(arr, "ndim", 1) != 0 or arr.dtype.kind != "f":
         return arr
     if isinstance(like, tuple):
