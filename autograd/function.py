@@ -195,8 +195,8 @@ def modifying(tensor):
         with modifying(p):
             p.data -= lr * p.grad
     """
-    arr = tensor.data
-    entries = [e for e in (_locks.get(id(arr)), _locks.get(id(_owner(arr)))) if e is not None]
+    arr, owner = tensor.data, _owner(tensor.data)
+    entries = [_locks[id(a)] for a in (arr, owner) if a is not None and id(a) in _locks]
     frozen = [e for e in entries if e[3]]
     for e in frozen:
         e[0].flags.writeable = True
@@ -207,7 +207,8 @@ def modifying(tensor):
         for e in entries:
             e[2] += 1
         for e in frozen:
-            e[0].flags.writeable = False
+            if _locks.get(id(e[0])) is e:  # still watched (no node let go inside the block)
+                e[0].flags.writeable = False
 
 
 class Function:
