@@ -87,15 +87,17 @@ class Node:
         saved = self.ctx.saved
         if not saved:
             return
-        tensors = [(i, t) for i, t in enumerate(self.inputs) if _is_saved(t.data, saved)]
-        if any(s is out.data for s in saved):
-            tensors.append((None, out))
         watched = []
-        for who, t in tensors:
-            for arr in (t.data, _owner(t.data)):
-                if arr is not None:
-                    watched.append((arr, _watch(arr), who, t._version))
-        self.watched = tuple(watched)
+        for who, t in (*enumerate(self.inputs), (None, out)):
+            arr = t.data
+            owner = _owner(arr)
+            mine = owner if owner is not None else arr
+            if not any(s is arr or getattr(s, "base", None) is mine for s in saved):
+                continue
+            watched.append((arr, _watch(arr), who, t._version))
+            if owner is not None:
+                watched.append((owner, _watch(owner), who, t._version))
+        self.watched = watched
 
     def check_versions(self, out):
         """Raise if memory this node saved was written in place since the forward."""
@@ -142,13 +144,6 @@ def _owner(arr):
     return base if base is not None and hasattr(base, "dtype") else None
 
 
-def _is_saved(arr, saved):
-    """Whether `arr` (a tensor's array) is among the saved arrays, or one is a view of it."""
-    owner = _owner(arr)
-    owner = arr if owner is None else owner
-    return any(s is arr or getattr(s, "base", None) is owner for s in saved)
-
-
 def _describe(t):
     label = f"'{t.name}', " if t.name else ""
     kind = "a leaf" if t.is_leaf else f"the output of '{t._node.fn.name}'"
@@ -167,9 +162,10 @@ def _watch(arr) -> int:
     """Watch `arr` on behalf of one more node; returns its write count so far."""
     entry = _locks.get(id(arr))
     if entry is None:
-        flip = (isinstance(arr, np.ndarray) and arr.base is None and arr.flags.writeable)
+        flags = arr.flags if type(arr) is np.ndarray and arr.base is None else None
+        flip = flags is not None and flags.writeable
         if flip:  # CuPy arrays have no flag; read-only arrays are someone else's choice
-            arr.flags.writeable = False
+            flags.writeable = False
         entry = _locks[id(arr)] = [arr, 0, 0, flip]
     entry[1] += 1
     return entry[2]
