@@ -58,8 +58,8 @@ print(f"train {x_train.shape}, test {x_test.shape}, classes {np.bincount(y_train
 # ## The model
 # A module is a class: assign the layers as attributes in `__init__`, use them in `forward`.
 # `nn.ModuleList` (not a plain list) makes the layers' parameters the model's parameters.
-# `std=None` initialises each weight with std 1/sqrt(fan_in), which keeps activations at unit
-# size through tanh layers; GPT-style layers use 0.02 instead (the default).
+# By default `nn.Linear` initialises each weight with std 1/sqrt(fan_in), which keeps
+# activations at unit size through tanh layers; GPT-style layers ask for std=0.02 instead.
 
 
 # %%
@@ -69,7 +69,7 @@ class MLP(nn.Module):
     def __init__(self, sizes):
         super().__init__()
         self.layers = nn.ModuleList(
-            [nn.Linear(a, b, std=None) for a, b in zip(sizes[:-1], sizes[1:])]
+            [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
         )
 
     def forward(self, x):
