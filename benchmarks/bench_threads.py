@@ -34,10 +34,10 @@ BLOCK = 1 << 16
 
 
 def _gelu_chain(x, out, lo, hi):
+    import numpy as np
+
     for i in range(lo, hi, BLOCK):
         a, o = x[i:i + BLOCK], out[i:i + BLOCK]
-        import numpy as np
-
         np.multiply(a, a, out=o)
         o *= a
         o *= 0.044715
@@ -51,7 +51,6 @@ def _gelu_chain(x, out, lo, hi):
 
 def worker(args):
     import numpy as np
-
     from bench_train import CONFIGS, ours
 
     rng = np.random.default_rng(0)

@@ -196,6 +196,10 @@ def run_worker(args, framework):
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(args.threads)
+    if framework == "ours":  # as the tinyllm command runs it (a value you set is kept)
+        from tinyllm.blas_spin import bound_blas_spin
+
+        bound_blas_spin(env)
     cmd = [sys.executable, __file__, "--config", args.config, "--device", args.device,
            "--dtype", args.dtype, "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--threads", str(args.threads), "--head", args.head, "--worker", framework]

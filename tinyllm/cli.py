@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tinyllm.blas_spin import bound_blas_spin
+
+    bound_blas_spin()  # before any command module imports NumPy (see tinyllm/blas_spin.py)
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # named by the sub-command they were given to
