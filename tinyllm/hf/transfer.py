@@ -23,7 +23,7 @@ from tinyllm.hf.tokenizer import eos_token, load_hf_tokenizer, save_hf_tokenizer
 from tinyllm.model import GPTConfig
 from tinyllm.safetensors import load_file
 
-_GPT2_BUFFERS = ("attn.bias", "attn.masked_bias")  # causal masks old GPT-2 files carry
+_GPT2_BUFFERS = (["attn", "bias"], ["attn", "masked_bias"])  # causal masks old GPT-2 files carry
 
 
 def _fresh_target(out) -> tuple[Path, Path]:
@@ -49,7 +49,7 @@ def _hf_names_for_gpt2(tensors: dict) -> dict:
     ones; drop the attention-mask buffers, which are not weights."""
     named = {}
     for name, value in tensors.items():
-        if name.endswith(_GPT2_BUFFERS):
+        if name.split(".")[-2:] in _GPT2_BUFFERS:
             continue
         if not name.startswith("transformer.") and name != "lm_head.weight":
             name = "transformer." + name
