@@ -111,11 +111,13 @@ def phase_sample(run, tokens):
     load_s = time.perf_counter() - start
     prompt = np.array([tok.encode("The meaning of life is")])
     model.generate(prompt, 2, temperature=1.0, top_k=40, seed=0)  # warm-up
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     out = model.generate(prompt, int(tokens), temperature=1.0, top_k=40, seed=0)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return {"load_seconds": round(load_s, 2), "new_tokens": int(tokens),
             "tokens_per_s": round(int(tokens) / seconds, 2),
+            # CPU time spent, all threads: less sensitive to other processes on the machine
+            "cpu_seconds_per_token": round(cpu_seconds / int(tokens), 3),
             # a random model picks ids its small stand-in tokenizer lacks: those are left out
             "sample": tok.decode([i for i in out[0].tolist() if i < tok.vocab_size]),
             **memory.report()}

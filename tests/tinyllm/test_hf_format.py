@@ -167,3 +167,24 @@ def test_cli_export_import_sample(tmp_path, tok, capsys):
     assert main(["import", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "already exists" in err[0] and "no config.json" in err[1]
+
+
+def test_weights_are_memory_mapped_and_written_one_at_a_time(tmp_path, tok):
+    run = make_run(tmp_path / "run", tok)
+    export_hf(run, tmp_path / "hf")
+    tensors = open_safetensors(tmp_path / "hf" / "model.safetensors")
+    wte = tensors["transformer.wte.weight"][1]
+    assert isinstance(wte.base, np.memmap) or isinstance(wte.base.base, np.memmap)
+    assert not wte.flags.owndata and not wte.flags.writeable  # a read-only view of the file
+    made = []
+
+    def recipe(i):
+        def make():
+            made.append(i)
+            return np.full((3,), i, np.float32)
+        return (3,), make
+
+    write_safetensors(tmp_path / "t.safetensors", {f"t{i}": recipe(i) for i in range(3)})
+    assert made == [0, 1, 2]  # each made only when written (nothing collected beforehand)
+    back = open_safetensors(tmp_path / "t.safetensors")
+    assert [float(back[f"t{i}"][1][0]) for i in range(3)] == [0.0, 1.0, 2.0]
