@@ -15,6 +15,7 @@ import tinyllm  # noqa: E402
 from tests.tinyllm.hf_helpers import PROMPT, assert_same_weights, small_tokenizer  # noqa: E402
 from tinyllm.hf import export_hf, import_hf  # noqa: E402
 from tinyllm.hf.files import open_safetensors, write_safetensors  # noqa: E402
+from tinyllm.hf.tokenizer import load_tokenizer_json  # noqa: E402
 
 LOAD_PROBLEMS = ("missing", "unexpected", "newly initialized", "not initialized", "not used")
 
@@ -78,6 +79,15 @@ def test_imported_model_gives_the_same_logits_and_token_ids(imported):
     ids = tok.encode(PROMPT)
     assert ids == transformers.AutoTokenizer.from_pretrained(root / "hf")(PROMPT)["input_ids"]
     assert_close(model(np.array([ids]))[0].data, torch_logits(reference, ids))
+
+
+def test_tokenizer_json_written_by_transformers_reads_the_same(imported, tmp_path):
+    """transformers' own tokenizer.json (for GPT-2: a ByteLevel pre-tokenizer with its regex)
+    gives the same ids as the files it was made from."""
+    root, _ = imported
+    transformers.AutoTokenizer.from_pretrained(root / "hf").save_pretrained(tmp_path)
+    ids = load_tokenizer_json(tmp_path / "tokenizer.json").encode(PROMPT)
+    assert ids == tinyllm.load(root / "run")[1].encode(PROMPT)
 
 
 class _Records(logging.Handler):
