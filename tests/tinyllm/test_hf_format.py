@@ -12,6 +12,7 @@ from tinyllm.cli import main
 from tinyllm.hf import convert, export_hf, import_hf
 from tinyllm.hf.files import bf16_to_f32, open_safetensors, write_safetensors
 from tinyllm.model import GPT, GPTConfig
+from tinyllm.safetensors import save_file
 
 LLAMA = dict(pos="rope", mlp="swiglu", norm="rmsnorm", bias=False)
 CONFIGS = [{}, dict(bias=False), dict(tie_weights=False), LLAMA, {**LLAMA, "tie_weights": False},
@@ -188,3 +189,15 @@ def test_weights_are_memory_mapped_and_written_one_at_a_time(tmp_path, tok):
     assert made == [0, 1, 2]  # each made only when written (nothing collected beforehand)
     back = open_safetensors(tmp_path / "t.safetensors")
     assert [float(back[f"t{i}"][1][0]) for i in range(3)] == [0.0, 1.0, 2.0]
+
+
+def test_float16_weights_import_as_float32(tmp_path, tok):
+    run = make_run(tmp_path / "run", tok)
+    export_hf(run, tmp_path / "hf")
+    half = {n: a.astype(np.float16) for n, (_, a) in
+            open_safetensors(tmp_path / "hf" / "model.safetensors").items()}
+    save_file(half, tmp_path / "hf" / "model.safetensors")
+    import_hf(tmp_path / "hf", tmp_path / "back")
+    back = run_weights(tmp_path / "back")
+    for name, array in half.items():
+        assert back[name].dtype == np.float32 and np.array_equal(back[name], array.astype(np.float32))
