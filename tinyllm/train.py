@@ -55,6 +55,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     skip_nonfinite: bool = False  # skip a batch whose loss or gradient is NaN/inf or exploded
+    early_stop: int | None = None  # stop after this many evaluations without a better val loss
     progress: bool = True
     model: dict = field(default_factory=dict)  # GPTConfig fields
 
@@ -88,6 +89,42 @@ class RunFolderError(ValueError):
 
 
 DEFAULT_OUT = "runs/tinyllm"
+
+
+# What a resume may change: how long the run goes on and what it reports and saves, never
+# anything the steps already taken depend on (model, data, batch shape, optimizer, seed).
+RESUMABLE = ("max_steps", "max_minutes", "eval_interval", "eval_tokens", "sample_tokens",
+             "skip_nonfinite", "early_stop", "progress", "device")
+
+
+def resume_config(run_dir, given: dict) -> TrainConfig:
+    """The configuration to resume `run_dir` with: the saved one, changed by the settings in
+    `given` ({field name: value}, TrainConfig or GPTConfig fields, e.g. the flags typed) that
+    a resume can honour (`RESUMABLE`). Any other setting that differs from the run's is refused
+    by name, never silently ignored. A new --max-steps without --max-minutes drops the time
+    budget (the step count wins) and extends or shortens the run (see `Trainer._extend_schedule`)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise RunFolderError(f"{run_dir}: not a run directory (no config.json)")
+    saved = ckpt.read_json(run_dir / "config.json")
+    cfg = TrainConfig.from_dict({**saved["train"], "out_dir": str(run_dir)})
+    # Model settings as asked (the vocabulary size asked for, not what the tokenizer reached)
+    model = {**saved.get("model", {}), **saved["train"].get("model", {})}
+    refused = []
+    for name, value in given.items():
+        if name in RESUMABLE or (name == "out_dir" and Path(value) == run_dir):
+            continue
+        old = model.get(name) if name in model else getattr(cfg, name, None)
+        if value != old:
+            refused.append(f"--{name.replace('_', '-')} {value} (the run has {old})")
+    if refused:
+        raise RunFolderError(
+            f"--resume {run_dir} continues the run as it was configured and cannot change "
+            f"{', '.join(refused)}; drop these flags, or start a new run with them (--out NEW)")
+    updates = {k: v for k, v in given.items() if k in RESUMABLE}
+    if "max_steps" in updates and "max_minutes" not in updates:
+        updates["max_minutes"] = None
+    return replace(cfg, **updates)
 
 
 def new_run_dir(out_dir: str | None, log) -> Path:
@@ -189,8 +226,10 @@ class Trainer:
             self.model_cfg = GPTConfig.from_dict(saved["model"])
         else:
             self.model_cfg = GPTConfig(**cfg.model)
-        self.tok, train, val, test = load_data(cfg, self.model_cfg.vocab_size, self.run_dir,
-                                               self.log, resume=resume)
+        # The vocabulary size asked for (the tokenizer may stop merging before it: the model
+        # then takes the tokenizer's size, which is what config.json's "model" records).
+        asked = cfg.model.get("vocab_size", self.model_cfg.vocab_size)
+        self.tok, train, val, test = load_data(cfg, asked, self.run_dir, self.log, resume=resume)
         if self.tok.vocab_size != self.model_cfg.vocab_size:
             self.model_cfg = GPTConfig(**{**self.model_cfg.to_dict(),
                                           "vocab_size": self.tok.vocab_size})
@@ -218,6 +257,9 @@ class Trainer:
         self.train_tokens = 0
         self.skipped = 0
         self.train_seconds = 0.0
+        self.extensions = []  # learning-rate schedules of resumes that extended the run
+        self.best = None  # the best evaluation so far: {"step", "loss"}
+        self.evals_since_best = 0
         if resume:
             self._restore()
         else:
@@ -234,19 +276,60 @@ class Trainer:
         return {"step": self.step, "planned_steps": self.planned_steps,
                 "train_tokens": self.train_tokens, "skipped": self.skipped,
                 "train_seconds": self.train_seconds, "loader": self.train_loader.state_dict(),
-                "model_rng": ckpt.rng_state(self.model.rng)}
+                "model_rng": ckpt.rng_state(self.model.rng), "extensions": self.extensions,
+                "best": self.best, "evals_since_best": self.evals_since_best}
 
     def _restore(self):
-        state = ckpt.load_checkpoint(self.run_dir, self.model, self.optimizer)
+        try:
+            state = ckpt.load_checkpoint(self.run_dir, self.model, self.optimizer)
+        except ckpt.CheckpointError as err:
+            raise RunFolderError(f"cannot resume: {err}") from None
         self.step, self.planned_steps = state["step"], state["planned_steps"]
         self.train_tokens, self.skipped = state["train_tokens"], state["skipped"]
         self.train_seconds = state["train_seconds"]
+        self.extensions = state.get("extensions", [])
+        self.best = state.get("best")
+        self.evals_since_best = state.get("evals_since_best", 0)
         self.train_loader.load_state_dict(state["loader"])
         ckpt.set_rng_state(self.model.rng, state["model_rng"])
         self._truncate_metrics()
-        if self.cfg.max_minutes is None:  # a step count given now (e.g. a longer run) wins
-            self.planned_steps = self.cfg.max_steps
+        if self.cfg.max_minutes is None and self.cfg.max_steps != self.total_steps():
+            self._extend_schedule(self.cfg.max_steps)
+        self._record_resume()
         self.log(f"resumed {self.run_dir} at step {self.step}")
+
+    def _extend_schedule(self, new_total):
+        """Train to `new_total` steps instead of the planned count without restarting the
+        cosine: from this step the learning rate follows half a cosine from where it is now down
+        to min_lr at `new_total` (a finished run, already at min_lr, simply stays there). Steps
+        already taken keep the schedule they had, and an unfinished run resumed with its own step
+        count is untouched, so its resume stays bit-identical."""
+        if self.step == 0:  # nothing trained yet: simply plan the new length
+            self.planned_steps = new_total
+            return
+        lr_now = self.lr_at(self.step)
+        if self.extensions:
+            self.extensions[-1]["until"] = self.total_steps()  # freeze the superseded segment
+        self.extensions.append({"step": self.step, "lr": lr_now, "until": None,
+                                "base_total": self.total_steps() if not self.extensions else None})
+        self.log(f"extending the run to {new_total} steps: the learning rate goes on from "
+                 f"{lr_now:.3g} (step {self.step}) down to {self.cfg.min_lr:.3g}; it does not "
+                 "restart the cosine")
+        self.planned_steps = new_total
+
+    def _record_resume(self):
+        """config.json always holds the configuration in force, plus the history of what each
+        resume changed (so a second resume starts from the first one's settings)."""
+        path = self.run_dir / "config.json"
+        saved = ckpt.read_json(path)
+        now = asdict(self.cfg)
+        changed = {k: [saved["train"].get(k), v] for k, v in now.items()
+                   if k not in ("out_dir", "progress") and saved["train"].get(k) != v}
+        if not changed:
+            return
+        saved.setdefault("resumes", []).append({"step": self.step, "changed": changed})
+        saved["train"] = {**now, "out_dir": saved["train"].get("out_dir", str(self.run_dir))}
+        ckpt.write_json(path, saved)
 
     def _truncate_metrics(self):
         """Drop the metrics a killed run logged after its checkpoint: the resumed run logs
@@ -269,9 +352,17 @@ class Trainer:
 
     # ---- one optimisation step -------------------------------------------------------------------
     def lr_at(self, step):
+        """Warmup and cosine decay over the planned steps; after a resume that extended the run,
+        the extension's own decay from the rate it started at (see `_extend_schedule`)."""
         c = self.cfg
-        return optim.schedules.warmup_cosine(step, c.lr, min(c.warmup_steps, self.total_steps()),
-                                             self.total_steps(), c.min_lr)
+        ext = next((e for e in reversed(self.extensions) if step >= e["step"]), None)
+        if ext is None:
+            total = self.extensions[0]["base_total"] if self.extensions else self.total_steps()
+            return optim.schedules.warmup_cosine(step, c.lr, min(c.warmup_steps, total), total,
+                                                 c.min_lr)
+        until = ext["until"] or self.total_steps()
+        progress = min(1.0, (step - ext["step"]) / max(1, until - ext["step"]))
+        return c.min_lr + 0.5 * (ext["lr"] - c.min_lr) * (1.0 + math.cos(math.pi * progress))
 
     def total_steps(self):
         return self.planned_steps or self.cfg.max_steps

@@ -85,19 +85,13 @@ def run_train(args) -> int:
     from tinyllm.train import Trainer, TrainingDiverged
 
     if args.resume:
-        from pathlib import Path
+        from tinyllm.train import resume_config
 
-        from tinyllm.checkpoint import read_json
-
-        if not (Path(args.resume) / "config.json").exists():
-            raise FileNotFoundError(f"{args.resume}: not a run directory (no config.json)")
-
-        saved = read_json(f"{args.resume}/config.json")["train"]
-        cfg = TrainConfig.from_dict({**saved, "out_dir": args.resume})
-        if args.max_steps is not None:  # train on to a new step count
-            cfg.max_steps, cfg.max_minutes = args.max_steps, None
-        cfg.progress = cfg.progress and not args.quiet
-        trainer = Trainer(cfg, resume=True)
+        given = {f.name: getattr(args, f.name) for cls in (GPTConfig, TrainConfig)
+                 for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+        if args.quiet:
+            given["progress"] = False
+        trainer = Trainer(resume_config(args.resume, given), resume=True)  # refuses what it can't do
     else:
         trainer = Trainer(config_from_args(args))
     try:
