@@ -2,6 +2,7 @@
 
     RUN_DIR/config.json          model and training configuration (written once)
     RUN_DIR/tokenizer.json       the tokenizer (written once)
+    RUN_DIR/checkpoint-best/     the same, at the best evaluation so far (lowest val loss)
     RUN_DIR/checkpoint/          the latest checkpoint:
         model.safetensors        the weights, GPT-2 names (safetensors: never pickle)
         optimizer.safetensors    the optimizer's moment buffers
@@ -74,10 +75,11 @@ def _optimizer_join(arrays, meta):
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(run_dir, model, optimizer, state: dict) -> Path:
-    """Write model, optimizer and `state` (JSON-serialisable) as RUN_DIR/checkpoint."""
+def save_checkpoint(run_dir, model, optimizer, state: dict, name: str = "checkpoint") -> Path:
+    """Write model, optimizer and `state` (JSON-serialisable) as RUN_DIR/<name> (checkpoint, or
+    checkpoint-best for the best evaluation so far), by the same swap of whole folders."""
     run_dir = Path(run_dir)
-    tmp, final, old = run_dir / ".checkpoint.tmp", run_dir / "checkpoint", run_dir / ".checkpoint.old"
+    tmp, final, old = run_dir / f".{name}.tmp", run_dir / name, run_dir / f".{name}.old"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -99,15 +101,16 @@ def save_checkpoint(run_dir, model, optimizer, state: dict) -> Path:
     return final
 
 
-def checkpoint_dir(run_dir) -> Path:
-    """The newest complete checkpoint folder of a run (falls back after an interrupted swap)."""
+def checkpoint_dir(run_dir, name: str = "checkpoint") -> Path:
+    """The newest complete checkpoint folder of a run (falls back after an interrupted swap).
+    `name="checkpoint-best"` gives the best evaluation's."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory")
-    for candidate in (run_dir / "checkpoint", run_dir / ".checkpoint.old"):
+    for candidate in (run_dir / name, run_dir / f".{name}.old"):
         if (candidate / "state.json").exists():
             return candidate
-    raise CheckpointError(f"{run_dir}: has no checkpoint (expected {run_dir / 'checkpoint'})")
+    raise CheckpointError(f"{run_dir}: has no checkpoint (expected {run_dir / name})")
 
 
 def load_weights(model, folder):

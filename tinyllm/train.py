@@ -501,6 +501,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
                 if self.step % c.eval_interval == 0 or self.step == self.total_steps():
                     evals.append(self._eval_and_save())
+                    if self._early_stop():
+                        break
         except KeyboardInterrupt:
             if self._interrupted():
                 self.save()
@@ -528,6 +530,9 @@ class Trainer:
             self._metrics({"step": self.step, **test})
             self.log(self._describe(test, "test"))
             summary.update(test)
+        if self.best is not None:
+            summary.update({"best_step": self.best["step"], f"best_{p}loss": self.best["loss"],
+                            "stopped_early": self.step < self.total_steps()})
         summary.update({"train_tokens": self.train_tokens, "steps": self.step,
                         "tokens_per_s": self.train_tokens / max(wall, 1e-9), "wall_s": wall,
                         "skipped_batches": self.skipped,
@@ -574,14 +579,34 @@ class Trainer:
                 + f" ({metrics[p + 'tokens']:,} tokens{', sampled' if metrics[p + 'sampled'] else ''})")
 
     def _eval_and_save(self):
+        """Evaluate, print, checkpoint; a new best evaluation also goes to checkpoint-best/
+        (written before checkpoint/, so a crash between the two leaves a state that, resumed,
+        writes the same best again)."""
         metrics = self.evaluate()
         sample = self.sample()
         record = {"step": self.step, **metrics, "sample": sample}
         self._metrics(record)
         text = self._describe(metrics, self.eval_split) + "\n" + _indent_sample(sample[:200])
         self.log(text)
+        loss = metrics[self.eval_split + "_loss"]
+        if self.best is None or loss < self.best["loss"]:
+            self.best, self.evals_since_best = {"step": self.step, "loss": loss}, 0
+            ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, self._state(),
+                                 name="checkpoint-best")
+        else:
+            self.evals_since_best += 1
         self.save()
         return record
+
+    def _early_stop(self):
+        """True when `early_stop` evaluations in a row have not beaten the best loss."""
+        n = self.cfg.early_stop
+        if not n or self.evals_since_best < n:
+            return False
+        self.log(f"stopping early at step {self.step}: no better {self.eval_split} loss in {n} "
+                 f"evaluations (best {self.best['loss']:.4f} at step {self.best['step']}, "
+                 "in checkpoint-best/)")
+        return True
 
 
 def _indent_sample(text):

@@ -97,3 +97,28 @@ def test_repeating_the_original_flags_on_a_resume_is_fine(tmp_path, corpus):
     assert cfg.max_steps == 3
     with pytest.raises(RunFolderError, match="--out"):
         resume_config(run, {"out_dir": str(tmp_path / "elsewhere")})
+
+
+def test_best_checkpoint_and_early_stop(tmp_path, corpus):
+    from tinyllm import checkpoint as ckpt
+
+    # No learning (lr 0): every evaluation ties the first, so none is better; stop after 2.
+    run = tmp_path / "flat"
+    messages = []
+    summary = Trainer(config(run, corpus, lr=0.0, min_lr=0.0, max_steps=10, eval_interval=1,
+                             early_stop=2), log=messages.append).run()
+    assert summary["steps"] == 3 and summary["stopped_early"] and summary["best_step"] == 1
+    assert any("stopping early at step 3" in m for m in messages)
+    best = ckpt.read_json(ckpt.checkpoint_dir(run, "checkpoint-best") / "state.json")
+    assert best["step"] == 1
+
+    # Learning: checkpoint-best holds the evaluation with the lowest val loss.
+    run = tmp_path / "learn"
+    summary = Trainer(config(run, corpus, max_steps=6, eval_interval=2), log=lambda m: None).run()
+    losses = {r["step"]: r["val_loss"] for r in map(json.loads, (run / "metrics.jsonl")
+                                                    .read_text().splitlines()) if "val_loss" in r}
+    best_step = min(losses, key=losses.get)
+    assert summary["best_step"] == best_step and not summary["stopped_early"]
+    state = ckpt.read_json(run / "checkpoint-best" / "state.json")
+    assert state["step"] == best_step and state["best"]["loss"] == losses[best_step]
+    assert not (run / ".checkpoint-best.tmp").exists()
