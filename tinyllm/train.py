@@ -479,6 +479,7 @@ class Trainer:
             self.log = bar.write  # messages must not break the bar's line
         start = time.perf_counter() - self.train_seconds
         evals = []
+        shown = -math.inf  # when the bar's numbers were last updated
         self._stop_requested = False
         previous_handler = self._defer_ctrl_c()
         try:
@@ -497,8 +498,12 @@ class Trainer:
                     bar.total = self.total_steps()
                 self._metrics({"step": self.step, "loss": loss, "lr": self.lr_at(self.step - 1),
                                "tokens_per_s": tokens_per_step / dt, "time_s": self.train_seconds})
+                # The numbers beside the bar change at most twice a second: setting them
+                # redraws the bar, and a redraw every step costs time and floods a log.
+                if time.perf_counter() - shown >= 0.5:
+                    shown = time.perf_counter()
+                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
                 if self.step % c.eval_interval == 0 or self.step == self.total_steps():
                     evals.append(self._eval_and_save())
                     if self._early_stop():
@@ -541,7 +546,9 @@ class Trainer:
         ckpt.write_json(self.run_dir / "summary.json", summary)
         from tinyllm.plot import plot_losses
 
-        plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+        if plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png") is None:
+            self.log("loss.png not written: matplotlib is missing (install the plot extra: "
+                     'pip install "tinyllm[plot]")')
         return summary
 
     def _defer_ctrl_c(self):
@@ -566,9 +573,10 @@ class Trainer:
         per_step = self.train_seconds / self.step
         budget = c.max_minutes * 60 - self.train_seconds
         planned = max(self.step + 1, min(c.max_steps, self.step + int(budget / per_step)))
-        if planned != self.planned_steps:
-            self.planned_steps = planned
-            self.log(f"planned {planned} steps to fit {c.max_minutes} minutes")
+        if self.planned_steps is None:  # said once; later re-plans only move the bar's end
+            self.log(f"planned {planned} steps to fit {c.max_minutes} minutes (re-planned as "
+                     "the measured speed settles)")
+        self.planned_steps = planned
 
     def _describe(self, metrics, split):
         p = split + "_"
