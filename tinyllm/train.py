@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -29,6 +30,8 @@ import autograd as ag
 from autograd import optim
 from autograd.backend import asnumpy
 from tinyllm import checkpoint as ckpt
+from tinyllm.checkpoint import CheckpointError
+from tinyllm.data.dataset import DataFileError
 from tinyllm.model import GPT, GPTConfig
 
 
@@ -64,6 +67,35 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
+    def check(self):
+        """Raise ValueError naming the first setting that no run can use."""
+        def bad(name, rule):
+            raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+
+        for name in ("batch_size", "grad_accum", "max_steps", "eval_interval"):
+            if getattr(self, name) < 1:
+                bad(name, "at least 1")
+        for name in ("warmup_steps", "sample_tokens", "seed"):
+            if getattr(self, name) < 0:
+                bad(name, "0 or more")
+        for name in ("eval_tokens", "early_stop"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                bad(name, "at least 1 (or left out)")
+        for name in ("lr", "min_lr", "weight_decay"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                bad(name, "a finite number, 0 or more")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                bad(name, "in [0, 1)")
+        if not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            bad("grad_clip", "a finite number above 0")
+        if self.max_minutes is not None and not (math.isfinite(self.max_minutes)
+                                                 and self.max_minutes > 0):
+            bad("max_minutes", "a finite number above 0 (or left out)")
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            bad("device", "'cpu' or 'cuda' (or 'cuda:N')")
+        return self
+
 
 PRESETS = {
     # name: (GPTConfig overrides, TrainConfig overrides)
@@ -91,6 +123,46 @@ class RunFolderError(ValueError):
 DEFAULT_OUT = "runs/tinyllm"
 
 
+def _check_types(cls, values: dict, where: str) -> dict:
+    """`values` with each known field of dataclass `cls` of its declared type (an int is a
+    float too; None only where the type allows it), else ValueError naming field and `where`."""
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if name not in hints:
+            continue
+        allowed = typing.get_args(hints[name]) or (hints[name],)
+        ok = any(value is None if t is type(None)
+                 else isinstance(value, int | float) and not isinstance(value, bool)
+                 if t is float
+                 else isinstance(value, t) and not (t is int and isinstance(value, bool))
+                 for t in allowed)
+        if not ok:
+            raise ValueError(f"{where}: {name} = {value!r} is not of type {hints[name]}")
+    return values
+
+
+def read_run_config(run_dir) -> dict:
+    """config.json of a run, checked: {"model": GPTConfig fields, "train": TrainConfig fields,
+    ...}. Anything missing, of the wrong type or unknown to GPTConfig is a CheckpointError
+    naming the file; nothing in it is executed or trusted blindly."""
+    path = Path(run_dir) / "config.json"
+    saved = ckpt.read_json(path)
+    try:
+        if not isinstance(saved.get("model"), dict) or not isinstance(saved.get("train"), dict):
+            raise ValueError('needs "model" and "train" objects')
+        _check_types(GPTConfig, saved["model"], "model")
+        _check_types(TrainConfig, saved["train"], "train")
+        if not isinstance(saved["train"].get("model", {}), dict):
+            raise ValueError('"train" "model" must be an object')
+        TrainConfig.from_dict(saved["train"]).check()
+        model = GPTConfig.from_dict(saved["model"])  # its own checks of values and fields
+        if not 0 <= model.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {model.dropout!r}")
+    except (ValueError, TypeError) as err:
+        raise ckpt.CheckpointError(f"{path}: {err}") from None
+    return saved
+
+
 # What a resume may change: how long the run goes on and what it reports and saves, never
 # anything the steps already taken depend on (model, data, batch shape, optimizer, seed).
 RESUMABLE = ("max_steps", "max_minutes", "eval_interval", "eval_tokens", "sample_tokens",
@@ -106,7 +178,7 @@ def resume_config(run_dir, given: dict) -> TrainConfig:
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
         raise RunFolderError(f"{run_dir}: not a run directory (no config.json)")
-    saved = ckpt.read_json(run_dir / "config.json")
+    saved = read_run_config(run_dir)
     cfg = TrainConfig.from_dict({**saved["train"], "out_dir": str(run_dir)})
     # Model settings as asked (the vocabulary size asked for, not what the tokenizer reached)
     model = {**saved.get("model", {}), **saved["train"].get("model", {})}
@@ -172,7 +244,14 @@ def load_data(cfg: TrainConfig, vocab_size: int, run_dir: Path, log, resume: boo
                                  "prepared with; prepare the data with it, or leave it out")
     else:
         folder = run_dir / "data"
-        differences = check_prepared(folder, provenance([cfg.data], vocab_size, cfg.tokenizer))
+        try:
+            expected = provenance([cfg.data], vocab_size, cfg.tokenizer)
+        except FileNotFoundError as err:
+            if not resume:
+                raise
+            raise RunFolderError(f"cannot resume {run_dir}: the data its config.json names is "
+                                 f"gone ({err})") from None
+        differences = check_prepared(folder, expected)
         if differences and resume and (folder / "meta.json").exists():
             raise RunFolderError(
                 f"cannot resume {run_dir}: its prepared data {folder} no longer matches the run's "
@@ -203,7 +282,15 @@ class Trainer:
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         if resume:
             self.run_dir = Path(cfg.out_dir or DEFAULT_OUT)
-            self._setup(cfg, resume)
+            try:
+                self._setup(cfg, resume)
+            except (CheckpointError, RunFolderError, DataFileError):
+                raise  # these name their file already
+            except (ValueError, TypeError, KeyError, OverflowError) as err:
+                # Every value came from the run's files: say so rather than show a bare error.
+                raise CheckpointError(
+                    f"cannot resume {self.run_dir}: {type(err).__name__}: {err} (from its "
+                    "config.json or checkpoint/state.json, which look damaged)") from None
             return
         self.run_dir = new_run_dir(cfg.out_dir, self.log)
         created = not self.run_dir.exists()
@@ -217,13 +304,12 @@ class Trainer:
             raise
 
     def _setup(self, cfg, resume):
-        self.cfg = cfg
+        self.cfg = cfg.check()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.device != "cpu":
             ag.set_default_device(cfg.device)
         if resume:
-            saved = ckpt.read_json(self.run_dir / "config.json")
-            self.model_cfg = GPTConfig.from_dict(saved["model"])
+            self.model_cfg = GPTConfig.from_dict(read_run_config(self.run_dir)["model"])
         else:
             self.model_cfg = GPTConfig(**cfg.model)
         # The vocabulary size asked for (the tokenizer may stop merging before it: the model
@@ -284,19 +370,46 @@ class Trainer:
             state = ckpt.load_checkpoint(self.run_dir, self.model, self.optimizer)
         except ckpt.CheckpointError as err:
             raise RunFolderError(f"cannot resume: {err}") from None
-        self.step, self.planned_steps = state["step"], state["planned_steps"]
-        self.train_tokens, self.skipped = state["train_tokens"], state["skipped"]
-        self.train_seconds = state["train_seconds"]
-        self.extensions = state.get("extensions", [])
-        self.best = state.get("best")
-        self.evals_since_best = state.get("evals_since_best", 0)
-        self.train_loader.load_state_dict(state["loader"])
-        ckpt.set_rng_state(self.model.rng, state["model_rng"])
+        try:
+            self._load_state(state)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
+            path = ckpt.checkpoint_dir(self.run_dir) / "state.json"
+            raise ckpt.CheckpointError(f"{path}: malformed training state "
+                                       f"({type(err).__name__}: {err})") from None
         self._truncate_metrics()
         if self.cfg.max_minutes is None and self.cfg.max_steps != self.total_steps():
             self._extend_schedule(self.cfg.max_steps)
         self._record_resume()
         self.log(f"resumed {self.run_dir} at step {self.step}")
+
+    def _load_state(self, state):
+        """Take the counters, schedule, best evaluation, data position and dropout generator
+        from a checkpoint's state, checking each type (the file may have been damaged)."""
+        def count(key, optional=False):
+            value = state.get(key) if optional else state[key]
+            if value is None and optional:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key!r} must be a non-negative integer, not {value!r}")
+            return value
+
+        self.step, self.planned_steps = count("step"), count("planned_steps", optional=True)
+        self.train_tokens, self.skipped = count("train_tokens"), count("skipped")
+        self.train_seconds = float(state["train_seconds"])
+        self.evals_since_best = count("evals_since_best", optional=True) or 0
+        self.extensions = state.get("extensions") or []
+        for ext in self.extensions:
+            if not (isinstance(ext, dict) and isinstance(ext.get("step"), int)
+                    and isinstance(ext.get("lr"), int | float)):
+                raise ValueError(f"bad schedule extension {ext!r}")
+        self.best = state.get("best")
+        if self.best is not None and not (isinstance(self.best, dict) and isinstance(
+                self.best.get("loss"), int | float) and isinstance(self.best.get("step"), int)):
+            raise ValueError(f"bad best evaluation {self.best!r}")
+        if not isinstance(state["loader"], dict) or not isinstance(state["model_rng"], dict):
+            raise ValueError("'loader' and 'model_rng' must be objects")
+        self.train_loader.load_state_dict(state["loader"])
+        ckpt.set_rng_state(self.model.rng, state["model_rng"])
 
     def _extend_schedule(self, new_total):
         """Train to `new_total` steps instead of the planned count without restarting the
