@@ -46,7 +46,7 @@ def register(subparsers):
                     "documentation, about five minutes on a 2-core CPU.")
     p.add_argument("--preset", choices=sorted(PRESETS), default="small")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
-    p.add_argument("--out", dest="out_dir", default=None, help="run directory (default runs/tinyllm)")
+    p.add_argument("--out", dest="out_dir", default=None, help="run directory (default runs/tinyllm, or runs/tinyllm-N when that holds a run)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_dataclass_flags(p, GPTConfig, "model")
     _add_dataclass_flags(p, TrainConfig, "training")
