@@ -58,7 +58,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     skip_nonfinite: bool = False  # skip a batch whose loss or gradient is NaN/inf or exploded
-    early_stop: int | None = None  # stop after this many evaluations without a better val loss
+    early_stop: int | None = field(default=None, metadata={
+        "help": "stop after N evaluations without a better validation loss (the best is kept "
+                "in checkpoint-best/)"})
     progress: bool = True
     model: dict = field(default_factory=dict)  # GPTConfig fields
 

@@ -183,3 +183,44 @@ def test_cli_empty_corpus_exit_code(tmp_path, capsys):
     code = main(["prepare", "-i", str(tmp_path / "a.txt"), "-o", str(tmp_path / "out"), "-q"])
     assert code == 1
     assert "too_short" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Warnings and logs (issue 11, items 14 and 15)
+# --------------------------------------------------------------------------------------------
+
+
+def test_small_corpus_warns_before_training_and_says_how_many_merges(tmp_path, capsys):
+    from tinyllm.tokenizer import BPETokenizer
+
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        (tmp_path / "in" / f"{i}.txt").write_text("\n\n".join(sentence(10 * i + j)
+                                                              for j in range(5)))
+    events = []
+    real_train = BPETokenizer.train
+
+    def train(*args, **kw):
+        events.append(("train", capsys.readouterr().err))  # what was printed before training
+        return real_train(*args, **kw)
+
+    BPETokenizer.train = train
+    try:
+        summary = prepare([tmp_path / "in"], tmp_path / "out", vocab_size=4096, progress=False)
+    finally:
+        BPETokenizer.train = real_train
+    before = events[0][1]
+    assert "only 3 document(s)" in before
+    assert "is small for a 4,096-token vocabulary" in before
+    merges = len(BPETokenizer.load(tmp_path / "out" / "tokenizer.json").merges)
+    after = capsys.readouterr().err
+    assert f"stopped after {merges:,} of 3,839 merges" in after
+    assert len(summary["warnings"]) == 3
+
+
+def test_progress_in_a_log_file_is_plain_lines(tmp_path, corpus, capsys):
+    root, _ = corpus
+    prepare([root], tmp_path / "out", vocab_size=300, progress=True)
+    err = capsys.readouterr().err  # captured: not a terminal, as when logging to a file
+    assert "\r" not in err
+    assert "tokenizing" in err and "kept 12 of" in err

@@ -157,11 +157,11 @@ def cut_into_pieces(text: str, max_chars: int) -> list[str]:
     while len(text) - start > max_chars:
         end = start + max_chars
         cut = text.rfind("\n\n", start, end)
-        if cut > start:
+        if cut >= start:
             cut += 2
         else:
             cut = text.rfind("\n", start, end)
-            if cut > start:
+            if cut >= start:
                 cut += 1
             else:  # one long line: cut after its end
                 cut = text.find("\n", end)

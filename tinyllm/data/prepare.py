@@ -77,8 +77,6 @@ _CLEAR_CACHE_BYTES = 16 << 20
 SMALL_CORPUS_DOCS = 20
 PIECES_WANTED = 50
 MIN_PIECE_CHARS = 256
-# The tokenizer warns before training when its text has fewer bytes than this per merge asked.
-MIN_BYTES_PER_MERGE = 50
 # Files that a prepared folder may hold: only a folder made of these is replaced.
 _PREPARED_FILES = {"train.bin", "val.bin", "test.bin", "meta.json", "tokenizer.json",
                    ".kept_documents.tmp", "train.bin.partial", "val.bin.partial",
@@ -244,24 +242,6 @@ def _write_json_atomically(path: Path, data: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Messages
-# --------------------------------------------------------------------------------------------
-
-
-def _size_warnings(docs: int, text_bytes: int, vocab_size: int) -> list[str]:
-    """Warnings, before training, about a tokenizer text too small for the vocabulary."""
-    merges = max(0, vocab_size - 257)
-    if text_bytes < MIN_BYTES_PER_MERGE * merges:
-        return [
-            f"the tokenizer's training text ({docs:,} units, {text_bytes:,} bytes) is small for "
-            f"a {vocab_size:,}-token vocabulary ({merges:,} merges want about "
-            f"{MIN_BYTES_PER_MERGE * merges:,} bytes): training may stop early and late "
-            "merges are fitted to a handful of words; consider a smaller --vocab-size"
-        ]
-    return []
-
-
-# --------------------------------------------------------------------------------------------
 # The pipeline
 # --------------------------------------------------------------------------------------------
 
@@ -423,7 +403,9 @@ def _prepare_into(inputs, folder: Path, tokenizer, vocab_size, val_fraction, tes
                 sample_bytes += len(text.encode("utf-8"))
         if not sample:
             raise ValueError("no training text for the tokenizer: raise tokenizer_sample_mb")
-        for message in _size_warnings(len(sample), sample_bytes, vocab_size):
+        from tinyllm.tokenizer.train import shortfall_warning, size_warning
+
+        if message := size_warning(len(sample), sample_bytes, vocab_size):
             warn(message)
         log(f"training a {vocab_size}-token tokenizer on {len(sample):,} training units "
             f"({sample_bytes / 1e6:.2f} MB; validation and test text excluded)")
@@ -432,11 +414,8 @@ def _prepare_into(inputs, folder: Path, tokenizer, vocab_size, val_fraction, tes
                                        special_tokens=[EOT], progress=progress)  # fmt: skip
         timings["tokenizer_train_s"] = time.perf_counter() - start
         del sample
-        wanted = vocab_size - 257
-        if len(tokenizer.merges) < wanted:
-            warn(f"tokenizer training stopped after {len(tokenizer.merges):,} of {wanted:,} "
-                 f"merges (no pair of tokens left to merge): the vocabulary has "
-                 f"{tokenizer.vocab_size:,} tokens, not {vocab_size:,}")
+        if message := shortfall_warning(len(tokenizer.merges), vocab_size):
+            warn(message)
     tokenizer.save(folder / "tokenizer.json")
 
     # ---- pass 2: tokenize ---------------------------------------------------------------------
