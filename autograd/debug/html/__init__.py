@@ -128,7 +128,8 @@ def record_backward(tensor, grad=None, retain_graph=False, check=True,
         forward, vjp = split_docstring(fn)
         args = arg_names(fn, len(o["inputs"]))
         params = fmt_params(o.pop("params"))
-        call_args = [f"{a}={values[i]['label']}" for a, i in zip(args, o["inputs"])]
+        call_args = [values[i]["label"] if len(args) == 1 else f"{a}={values[i]['label']}"
+                     for a, i in zip(args, o["inputs"])]  # written as backward_steps writes it
         o.update(name=fn.name, qualname=f"{fn.__module__}.{fn.__qualname__}", args=list(args),
                  params=params, forward=forward or "(no formula in the docstring)",
                  vjp=vjp or "(no VJP in the docstring)", rule=_rule(fn),

@@ -67,12 +67,13 @@ td.ok { color: #2e7d32; } td.bad { color: #c62828; font-weight: 700; }
 <body>
 <header>
   <h1>__TITLE__</h1>
-  <button id="first" title="Home">&#x23EE; start</button>
+  <button id="first" title="Home key">&#x25C0;&#x25C0; start</button>
   <button id="back" title="Left arrow">&#x25C0; back</button>
   <button id="next" title="Right arrow">next &#x25B6;</button>
-  <button id="end" title="End">run to end &#x23ED;</button>
+  <button id="end" title="End key">run to end &#x25B6;&#x25B6;</button>
   <input id="slider" type="range" min="0" value="0" step="1">
   <span id="stepno"></span>
+  <button id="zoombtn">zoom</button>
   <button id="checkbtn">check (finite differences)</button>
 </header>
 <main>
@@ -85,7 +86,7 @@ td.ok { color: #2e7d32; } td.bad { color: #c62828; font-weight: 700; }
 "use strict";
 const R = JSON.parse(document.getElementById("record").textContent);
 const SVGNS = "http://www.w3.org/2000/svg";
-const VW = 180, VH = 66, OW = 130, OH = 40, GAPX = 46, GAPY = 18;
+const VW = 184, VH = 66, OW = 112, OH = 40, GAPX = 36, GAPY = 18;
 const nstep = R.steps.length;
 let step = 0, selected = null;
 
@@ -149,7 +150,14 @@ function place(n, w, h) {
 }
 V.forEach(v => place(v, VW, VH)); O.forEach(o => place(o, OW, OH));
 const svg = document.getElementById("graph");
-svg.setAttribute("width", x); svg.setAttribute("height", height);
+svg.setAttribute("viewBox", `0 0 ${x} ${height}`);
+let zoom = 1;
+function setZoom(fit) {   // "fit": the whole graph in the window (not below 60%), else 100%
+  const box = document.getElementById("graphbox");
+  zoom = fit ? Math.max(0.6, Math.min(1, (box.clientWidth - 10) / x, (box.clientHeight - 10) / height)) : 1;
+  svg.setAttribute("width", x * zoom); svg.setAttribute("height", height * zoom);
+  document.getElementById("zoombtn").textContent = zoom < 1 ? "zoom 100%" : "zoom to fit";
+}
 const defs = el("svg:defs");
 const marker = el("svg:marker", {id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto"});
 marker.appendChild(el("svg:path", {d: "M0,0 L10,5 L0,10 z", fill: "#999"}));
@@ -223,6 +231,10 @@ function render() {
   if (st) {
     const o = O[st.op - V.length];
     boxes[o.output].g.classList.add("source");
+    const gb = document.getElementById("graphbox"), p = pos[o.id];   // keep the active op in view
+    const bx = p.x * zoom, by = p.y * zoom, bw = p.w * zoom, bh = p.h * zoom;
+    if (bx < gb.scrollLeft || bx + bw > gb.scrollLeft + gb.clientWidth) gb.scrollLeft = bx - gb.clientWidth / 2;
+    if (by < gb.scrollTop || by + bh > gb.scrollTop + gb.clientHeight) gb.scrollTop = by - gb.clientHeight / 2;
     o.inputs.forEach((vid, i) => { if (st.sends.some(s => s.slot === i)) { edges[vid + "->" + o.id + "#" + i].classList.add("hot"); boxes[vid].g.classList.add("sink"); } });
   }
   document.getElementById("slider").value = step;
@@ -257,12 +269,13 @@ function stepPanel(st) {
     box.appendChild(el("h3", {}, `sent to ${o.args[snd.slot]} = ${v.label}:  grad ${v.label} += …`));
     arrBlock(box, snd.grad);
     if (snd.before) {
-      box.appendChild(div("plus", `${v.label} is used by more than one op: its gradient is the sum. ` +
-        `before + this contribution =`));
+      box.appendChild(div("plus", `${v.label} is used by more than one op: its gradient is the sum ` +
+        `of their contributions. It already held:`));
       arrBlock(box, snd.before);
     }
-    box.appendChild(el("h3", {}, `grad ${v.label} so far`));
-    arrBlock(box, snd.after, "after-" + v.label);
+    box.appendChild(el("h3", {}, snd.before ? `grad ${v.label} so far = what it held + this contribution`
+                                             : `grad ${v.label} so far`));
+    arrBlock(box, snd.after, "after-" + snd.slot);
     P.appendChild(box);
   }
   if (st.index === nstep) P.appendChild(div("note", "That was the last op: every leaf now holds its .grad (green)."));
@@ -335,6 +348,8 @@ document.addEventListener("keydown", e => {
   else if (e.key === "Home") go(0);
   else if (e.key === "End") go(nstep);
 });
+document.getElementById("zoombtn").onclick = () => { setZoom(zoom === 1); render(); };
+setZoom(true);
 buildCheck();
 render();
 </script>
