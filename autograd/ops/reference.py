@@ -7,49 +7,56 @@ vector-Jacobian product (VJP) side by side, with no blocking and no in-place tri
 `explain(op, source=True)` prints them next to the fast code, and
 tests/test_reference.py checks fast == reference on random inputs, including sizes big
 enough to take several blocks. Nothing in the engine calls these: they are for reading and
-for checking.
+for checking. They work on NumPy or CuPy arrays alike (`xp` is whichever module the array
+belongs to), as the ops do.
 
 In every VJP, g is dL/d(out), the gradient arriving from the ops after this one.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
+from autograd.backend import get_array_module
 
 # ---- GELU (tanh form, as GPT-2) ---------------------------------------------------------------
-C = np.sqrt(2 / np.pi)
+C = math.sqrt(2 / math.pi)
 
 
 def gelu(a):
     """out = a/2 (1 + tanh(c (a + 0.044715 a^3))),  c = sqrt(2/pi)."""
-    t = np.tanh(C * (a + 0.044715 * a**3))
+    xp = get_array_module(a)
+    t = xp.tanh(C * (a + 0.044715 * a**3))
     return 0.5 * a * (1 + t)
 
 
 def gelu_vjp(a, g):
     """da = g (0.5 (1 + t) + 0.5 a (1 - t^2) c (1 + 3 * 0.044715 a^2))."""
-    t = np.tanh(C * (a + 0.044715 * a**3))
+    xp = get_array_module(a)
+    t = xp.tanh(C * (a + 0.044715 * a**3))
     return g * (0.5 * (1 + t) + 0.5 * a * (1 - t**2) * C * (1 + 3 * 0.044715 * a**2))
 
 
 # ---- layer norm (over the last axis) ----------------------------------------------------------
 def layer_norm(x, gamma, beta, eps=1e-5):
     """out = xhat gamma + beta,  xhat = (x - mean) / sqrt(var + eps)."""
+    xp = get_array_module(x)
     mean = x.mean(axis=-1, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-    xhat = (x - mean) / np.sqrt(var + eps)
+    xhat = (x - mean) / xp.sqrt(var + eps)
     return xhat * gamma + beta
 
 
 def layer_norm_vjp(x, gamma, g, eps=1e-5):
     """dx = (gh - mean(gh) - xhat mean(gh xhat)) / sqrt(var + eps),  gh = g gamma;
     dgamma = sum over rows of g xhat;  dbeta = sum over rows of g."""
+    xp = get_array_module(x)
     mean = x.mean(axis=-1, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-    xhat = (x - mean) / np.sqrt(var + eps)
+    xhat = (x - mean) / xp.sqrt(var + eps)
     gh = g * gamma
     dx = (gh - gh.mean(axis=-1, keepdims=True)
-          - xhat * (gh * xhat).mean(axis=-1, keepdims=True)) / np.sqrt(var + eps)
+          - xhat * (gh * xhat).mean(axis=-1, keepdims=True)) / xp.sqrt(var + eps)
     rows = tuple(range(x.ndim - 1))
     return dx, (g * xhat).sum(axis=rows), g.sum(axis=rows)
 
@@ -57,7 +64,8 @@ def layer_norm_vjp(x, gamma, g, eps=1e-5):
 # ---- softmax and cross-entropy ----------------------------------------------------------------
 def softmax(x, axis=-1):
     """y = exp(x - max x) / sum(exp(x - max x)): the max cancels, and exp never overflows."""
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    xp = get_array_module(x)
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
@@ -69,40 +77,44 @@ def softmax_vjp(x, g, axis=-1):
 
 def cross_entropy(logits, targets):
     """loss = mean over rows i of -log p_i[t_i],  p_i = softmax(logits_i)."""
+    xp = get_array_module(logits)
     p = softmax(logits.reshape(-1, logits.shape[-1]))
     t = targets.reshape(-1)
-    return -np.log(p[np.arange(len(t)), t]).mean()
+    return -xp.log(p[xp.arange(len(t)), t]).mean()
 
 
 def cross_entropy_vjp(logits, targets, g):
     """dlogits_i = g (p_i - onehot(t_i)) / n."""
+    xp = get_array_module(logits)
     V = logits.shape[-1]
     p = softmax(logits.reshape(-1, V))
     t = targets.reshape(-1)
-    onehot = np.eye(V)[t]
+    onehot = xp.eye(V)[t]
     return (g * (p - onehot) / len(t)).reshape(logits.shape)
 
 
 # ---- causal scaled dot-product attention ------------------------------------------------------
 def attention(q, k, v):
     """out = softmax(q k^T / sqrt(d) + causal mask) v; query i sees keys j <= i (T == S)."""
+    xp = get_array_module(q)
     T, d = q.shape[-2], q.shape[-1]
-    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(d)
-    future = np.triu(np.ones((T, T), dtype=bool), k=1)
-    scores = np.where(future, -np.inf, scores)
+    scores = q @ xp.swapaxes(k, -1, -2) / math.sqrt(d)
+    future = xp.triu(xp.ones((T, T), dtype=bool), k=1)
+    scores = xp.where(future, -xp.inf, scores)
     return softmax(scores) @ v
 
 
 def attention_vjp(q, k, v, g):
     """dv = P^T g,  dP = g v^T,  dS = P (dP - sum(dP P)),  dq = dS k / sqrt(d),
     dk = dS^T q / sqrt(d)."""
+    xp = get_array_module(q)
     T, d = q.shape[-2], q.shape[-1]
-    future = np.triu(np.ones((T, T), dtype=bool), k=1)
-    P = softmax(np.where(future, -np.inf, q @ np.swapaxes(k, -1, -2) / np.sqrt(d)))
-    dv = np.swapaxes(P, -1, -2) @ g
-    dP = g @ np.swapaxes(v, -1, -2)
+    future = xp.triu(xp.ones((T, T), dtype=bool), k=1)
+    P = softmax(xp.where(future, -xp.inf, q @ xp.swapaxes(k, -1, -2) / math.sqrt(d)))
+    dv = xp.swapaxes(P, -1, -2) @ g
+    dP = g @ xp.swapaxes(v, -1, -2)
     dS = P * (dP - (dP * P).sum(axis=-1, keepdims=True))
-    return dS @ k / np.sqrt(d), np.swapaxes(dS, -1, -2) @ q / np.sqrt(d), dv
+    return dS @ k / math.sqrt(d), xp.swapaxes(dS, -1, -2) @ q / math.sqrt(d), dv
 
 
 # ---- one AdamW step ---------------------------------------------------------------------------
@@ -110,13 +122,14 @@ def adamw_step(p, g, m, v, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_deca
     """Step t (1, 2, ...): returns the new (p, m, v).
     p <- p (1 - lr wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
     p <- p - lr m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)."""
+    xp = get_array_module(p)
     b1, b2 = betas
     p = p * (1 - lr * weight_decay)
     m = b1 * m + (1 - b1) * g
     v = b2 * v + (1 - b2) * g**2
     m_hat = m / (1 - b1**t)
     v_hat = v / (1 - b2**t)
-    return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+    return p - lr * m_hat / (xp.sqrt(v_hat) + eps), m, v
 
 
 #: op name (as `explain` knows it) -> its reference functions, shown by explain(op, source=True)
