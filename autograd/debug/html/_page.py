@@ -134,6 +134,7 @@ function el(tag, attrs, text) {
   if (text !== undefined) e.textContent = text;
   return e;
 }
+function cut(text, n) { n = Math.max(n, 6); return text.length > n ? text.slice(0, n - 1) + "…" : text; }
 function div(cls, text) { return el("div", {class: cls}, text); }
 
 // ---- layout: columns from Python (inputs left, loss right), pixel positions here ----------
@@ -183,7 +184,8 @@ const boxes = {};
 for (const v of V) {
   const b = pos[v.id], g = el("svg:g", {class: "node value " + v.kind, id: "v" + v.id, transform: `translate(${b.x},${b.y})`});
   g.appendChild(el("svg:rect", {width: b.w, height: b.h, rx: 5}));
-  g.appendChild(el("svg:text", {class: "lbl", x: 7, y: 15}, v.label));
+  g.appendChild(el("svg:title", {}, v.label));   // the full name on hover; the box shows its start
+  g.appendChild(el("svg:text", {class: "lbl", x: 7, y: 15}, cut(v.label, 19 - shapeText(v.shape).length)));
   g.appendChild(el("svg:text", {x: b.w - 7, y: 15, "text-anchor": "end", fill: "#666"}, shapeText(v.shape)));
   g.appendChild(el("svg:text", {class: "val", x: 7, y: 34}, "= " + short(v.value)));
   const gt = el("svg:text", {class: "grad", x: 7, y: 55}, "");
@@ -194,7 +196,8 @@ for (const v of V) {
 for (const o of O) {
   const b = pos[o.id], g = el("svg:g", {class: "node op", id: "o" + o.id, transform: `translate(${b.x},${b.y})`});
   g.appendChild(el("svg:rect", {width: b.w, height: b.h, rx: 16}));
-  g.appendChild(el("svg:text", {x: b.w / 2, y: o.params ? 17 : 24, "text-anchor": "middle", "font-weight": 700}, o.name));
+  g.appendChild(el("svg:title", {}, o.call));
+  g.appendChild(el("svg:text", {x: b.w / 2, y: o.params ? 17 : 24, "text-anchor": "middle", "font-weight": 700}, cut(o.name, 14)));
   if (o.params) g.appendChild(el("svg:text", {x: b.w / 2, y: 31, "text-anchor": "middle", "font-size": 10},
                                  o.params.length > 18 ? o.params.slice(0, 17) + "…" : o.params));
   boxes[o.id] = {g: g};
