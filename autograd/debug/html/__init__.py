@@ -34,7 +34,7 @@ import tempfile
 import numpy as np
 
 from autograd.backend import asnumpy
-from autograd.debug._format import Namer, arg_names, fmt_params, walk
+from autograd.debug._format import Namer, arg_names, fmt_params, rule_of, walk
 from autograd.debug.explain import split_docstring
 from autograd.debug.html._page import PAGE
 from autograd.debug.steps import backward_steps
@@ -132,17 +132,12 @@ def record_backward(tensor, grad=None, retain_graph=False, check=True,
                      for a, i in zip(args, o["inputs"])]  # written as backward_steps writes it
         o.update(name=fn.name, qualname=f"{fn.__module__}.{fn.__qualname__}", args=list(args),
                  params=params, forward=forward or "(no formula in the docstring)",
-                 vjp=vjp or "(no VJP in the docstring)", rule=_rule(fn),
+                 vjp=vjp or "(no VJP in the docstring)", rule=rule_of(fn),
                  call=f"{values[o['output']]['label']} = {fn.name}("
                       f"{', '.join(call_args + ([params] if params else []))})")
     return {"values": values, "ops": ops, "steps": steps,
             "check": checked or {"about": "check=False: no finite differences were computed.",
                                  "leaves": [], "tolerance": 1e-4}}
-
-
-def _rule(fn):
-    from autograd.debug._format import rule_of
-    return rule_of(fn)
 
 
 def _describe_value(t, i, label, pack, is_root):

@@ -345,7 +345,7 @@ document.getElementById("checkbtn").onclick = () => {
   document.getElementById("checkbtn").textContent = on ? "back to the graph" : "check (finite differences)";
 };
 document.addEventListener("keydown", e => {
-  if (e.target.tagName === "INPUT" && e.target.type !== "range") return;
+  if (e.target.tagName === "INPUT") return;   // the focused slider moves itself (its input event)
   if (e.key === "ArrowRight") { go(step + 1); e.preventDefault(); }
   else if (e.key === "ArrowLeft") { go(step - 1); e.preventDefault(); }
   else if (e.key === "Home") go(0);
