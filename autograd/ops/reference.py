@@ -7,8 +7,8 @@ vector-Jacobian product (VJP) side by side, with no blocking and no in-place tri
 `explain(op, source=True)` prints them next to the fast code, and
 tests/test_reference.py checks fast == reference on random inputs, including sizes big
 enough to take several blocks. Nothing in the engine calls these: they are for reading and
-for checking. They work on NumPy or CuPy arrays alike (`xp` is whichever module the array
-belongs to), as the ops do.
+for checking. Like the ops, they reach NumPy through the array's own module (`xp`, NumPy or
+CuPy); the tests compare them on NumPy.
 
 In every VJP, g is dL/d(out), the gradient arriving from the ops after this one.
 """
