@@ -112,7 +112,7 @@ decay = [p for p in model.parameters() if p.ndim >= 2]
 no_decay = [p for p in model.parameters() if p.ndim < 2]
 opt = optim.AdamW([{"params": decay, "weight_decay": 1e-4},
                    {"params": no_decay, "weight_decay": 0.0}], lr=1e-2)
-steps, warmup, max_lr, min_lr = 1000, 50, 2e-2, 1e-3
+steps, warmup, max_lr, min_lr = 400, 20, 2e-2, 1e-3
 
 
 def accuracy(x, y):
@@ -179,7 +179,7 @@ for step in range(steps + 1):
     loss.backward()
     grad_norm = optim.clip_grad_norm(model.parameters(), max_norm=1.0)
     opt.step()
-    if step % 200 == 0:
+    if step % 100 == 0:
         print(f"step {step:5d}  loss {loss.item():.4f}  lr {lr:.4f}  "
               f"grad norm {grad_norm:7.3f}  train acc {accuracy(x_train, y_train):.3f}")
 elapsed = time.perf_counter() - start
