@@ -153,7 +153,7 @@ def register(subparsers):
 
 def config_from_args(args) -> TrainConfig:
     model_over, train_over = PRESETS[args.preset]
-    model = dict(model_over)
+    model = {} if args.init_from else dict(model_over)  # --init-from: the run's model
     train = dict(train_over)
     for f in dataclasses.fields(GPTConfig):
         if getattr(args, f.name, None) is not None:
