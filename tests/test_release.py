@@ -126,12 +126,11 @@ def test_built_wheel_and_sdist_hold_exactly_the_predicted_files(tmp_path):
     for rel in _git_files():  # a copy, so the build leaves nothing in the checkout
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, src / rel)
-    build = ("from setuptools import build_meta as b; print(b.build_sdist('dist')); "
-             "print(b.build_wheel('dist'))")
+    build = "from setuptools import build_meta as b; print(b.build_sdist('dist'), b.build_wheel('dist'))"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     out = subprocess.run([sys.executable, "-c", build], cwd=src, capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    sdist_name, wheel_name = out.stdout.split()[-2:]
+    sdist_name, wheel_name = out.stdout.splitlines()[-1].split()  # setuptools logs before it
     version, dist = _version.__version__, _version.DISTRIBUTION.replace("-", "_")
     assert wheel_name == f"{dist}-{version}-py3-none-any.whl"
 
@@ -168,7 +167,7 @@ def test_the_wheel_alone_trains_outside_the_source_tree(tmp_path):
     out = subprocess.run([sys.executable, "-c", build], cwd=src, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     site = tmp_path / "site"
-    with zipfile.ZipFile(src / "dist" / out.stdout.split()[-1]) as whl:
+    with zipfile.ZipFile(src / "dist" / out.stdout.splitlines()[-1]) as whl:
         whl.extractall(site)
     work = tmp_path / "work"
     work.mkdir()
