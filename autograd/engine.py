@@ -81,7 +81,11 @@ def iter_backward(root, grad=None, retain_graph=False):
     owned = _Ownership()
     owned.mark_foreign(grad)  # the caller's array: never store it as anyone's .grad
     grads = {id(root): grad}
-    for t in reversed(topological_order(root)):
+    order = topological_order(root)
+    while order:
+        # Popped, not iterated: a visited tensor (and, once its node is released, its array)
+        # is freed as soon as nothing else needs it, so memory falls as the walk goes.
+        t = order.pop()
         g = grads.pop(id(t), None)
         if g is None:
             continue
@@ -92,6 +96,7 @@ def iter_backward(root, grad=None, retain_graph=False):
             _accumulate(t, g, owned)
         if node is None:
             continue
+        node.check_versions(t)
         input_grads = [
             None if ig is None or not inp.requires_grad else _checked(node.fn, i, ig, inp)
             for i, (inp, ig) in enumerate(zip(node.inputs, _call_backward(node, g)))

@@ -29,8 +29,11 @@ def get_default_dtype():
 
 
 def _as_array(data, dtype=None):
-    """Arrays keep their dtype; Python floats and lists become the default float dtype."""
-    if type(data) is np.ndarray or is_cupy_array(data):
+    """Arrays keep their dtype; Python floats and lists become the default float dtype.
+    NumPy array subclasses (np.memmap) become plain arrays over the same memory, dtype kept."""
+    if isinstance(data, np.ndarray) or is_cupy_array(data):
+        if type(data) is not np.ndarray and not is_cupy_array(data):
+            data = data.view(np.ndarray)
         return data if dtype is None or data.dtype == dtype else data.astype(dtype)
     if isinstance(data, Tensor):
         raise TypeError("Tensor(...) got a Tensor; use .detach() or .data to get its array")
@@ -45,7 +48,7 @@ class Tensor:
     """A node of the computation graph. See the module docstring."""
 
     __slots__ = ("data", "grad", "requires_grad", "name", "_node", "_hooks", "_retains_grad",
-                 "__weakref__")
+                 "_version", "__weakref__")
     # NumPy defers to our reflected operators (ndarray + Tensor calls Tensor.__radd__).
     __array_ufunc__ = None
 
@@ -56,6 +59,7 @@ class Tensor:
         self._node = None
         self._hooks = ()
         self._retains_grad = False
+        self._version = 0  # raised by in-place updates; see function.modifying
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -77,6 +81,12 @@ class Tensor:
         return None if self._node is None else self._node.fn
 
     def requires_grad_(self, flag=True):
+        if not flag and self._node is not None:
+            raise RuntimeError(
+                f"requires_grad_(False) on the output of '{self._node.fn.name}' would cut the "
+                "graph behind it; only leaves can change it. Use .detach() for a copy cut off "
+                "from the graph"
+            )
         if flag and self.data.dtype.kind not in "fc":
             raise TypeError(
                 f"only floating-point tensors can require gradients; this one is {self.dtype} "
@@ -94,6 +104,14 @@ class Tensor:
 
     def __len__(self):
         return len(self.data)
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise ValueError(
+                f"the truth value of a tensor of shape {tuple(self.shape)} is ambiguous; use "
+                "(t > 0).any() or .all() on its data"
+            )
+        return bool(self.data.item())
 
     __hash__ = object.__hash__
 
@@ -151,10 +169,12 @@ class Tensor:
 
     # ---- operators -----------------------------------------------------------------------------
     def _lift(self, other):
-        """Wrap a scalar or array as a constant tensor, keeping this tensor's float dtype."""
+        """Wrap a scalar or array as a constant tensor. Numbers, NumPy scalars included, take
+        this tensor's float dtype (as in PyTorch, a scalar never promotes a tensor)."""
         if isinstance(other, Tensor):
             return other
         xp = get_array_module(self.data)
+        other = _number(other)
         if isinstance(other, (int, float, bool)) and self.dtype.kind == "f":
             return Tensor(xp.asarray(other, dtype=self.dtype))
         return Tensor(xp.asarray(other))
@@ -184,6 +204,7 @@ class Tensor:
         return _ew.Div.apply(self._lift(other), self)
 
     def __pow__(self, exponent):
+        exponent = _number(exponent)
         if isinstance(exponent, (int, float)):
             return _ew.PowScalar.apply(self, exponent=exponent)
         return _ew.Pow.apply(self, self._lift(exponent))
@@ -251,7 +272,7 @@ class Tensor:
         return _ew.Abs.apply(self)
 
     def clip(self, min=None, max=None):
-        return _ew.Clip.apply(self, lo=min, hi=max)
+        return _ew.Clip.apply(self, lo=_number(min), hi=_number(max))
 
     def maximum(self, other):
         return _ew.Maximum.apply(self, self._lift(other))
@@ -326,6 +347,12 @@ def _raw(x):
     return x.data if isinstance(x, Tensor) else x
 
 
+def _number(x):
+    """A NumPy scalar (np.float64(2.5), np.int64(2)) as a Python number; anything else as is.
+    np.float64 subclasses float, yet NumPy 2 lets it promote float32 arrays to float64."""
+    return x.item() if isinstance(x, np.generic) and x.dtype.kind in "biuf" else x
+
+
 class _HookHandle:
     def __init__(self, tensor, fn):
         self.tensor, self.fn = tensor, fn
@@ -334,14 +361,22 @@ class _HookHandle:
         self.tensor._hooks = tuple(h for h in self.tensor._hooks if h is not self.fn)
 
 
-def tensor(data, requires_grad=False, dtype=None, device=None, name=None):
+def tensor(data, requires_grad=False, dtype=None, device=None, name=None, copy=True):
     """Make a leaf tensor. Arrays keep their dtype; Python floats become float32 by default.
-    `device` is 'cpu' or 'cuda' (default: `set_default_device`)."""
+    `device` is 'cpu' or 'cuda' (default: `set_default_device`).
+
+    The tensor gets its own copy of an array, so an optimizer updating it in place never
+    writes into the caller's array, and the caller changing theirs never changes the tensor.
+    `copy=False` shares the array instead when no conversion is needed (no dtype change, same
+    device): cheaper for big inputs, but then the two are one; while a graph saved it, a NumPy
+    array is read-only (see autograd.function)."""
     data = _raw(data)
     arr = _as_array(data, None if dtype is None else np.dtype(dtype))
     device = device or backend.get_default_device()
-    arr = backend.to_device(arr, device)
-    return Tensor(arr, requires_grad=requires_grad, name=name)
+    moved = backend.to_device(arr, device)
+    if copy and (moved is data or (isinstance(data, np.ndarray) and moved.base is data)):
+        moved = moved.copy()
+    return Tensor(moved, requires_grad=requires_grad, name=name)
 
 
 # Op modules import Function, which imports this module: import them after Tensor exists.

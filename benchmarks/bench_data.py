@@ -170,6 +170,7 @@ def main(argv=None) -> int:
         "dropped": {reason: v["docs"] for reason, v in cleaning["dropped"].items()},
         "train_tokens": counts["train"]["tokens"],
         "val_tokens": counts["val"]["tokens"],
+        "test_tokens": counts["test"]["tokens"],
         "vocab_size": summary["tokenizer"]["vocab_size"],
         "dtype": summary["dtype"],
     }

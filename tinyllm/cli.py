@@ -16,12 +16,20 @@ import sys
 _COMMAND_MODULES = (
     "tinyllm.tokenizer.cli",  # tinyllm tokenizer train|encode|decode
     "tinyllm.data.cli",  # tinyllm prepare
-    "tinyllm.train_cli",  # tinyllm train, tinyllm sample
+    "tinyllm.train_cli",  # tinyllm train, tinyllm sample, tinyllm plot
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line gets one line (`tinyllm train: error: ...`), as every
+    other error of the command does, instead of the whole usage block first."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tinyllm",
         description="Train, sample and inspect small GPTs built on a NumPy autograd engine.",
     )
@@ -42,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the sub-command they were given to
+        prog = f"tinyllm {args.command}" if getattr(args, "command", None) else "tinyllm"
+        print(f"{prog}: error: unrecognized arguments: {' '.join(unknown)} "
+              f"(see {prog} --help)", file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

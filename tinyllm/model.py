@@ -23,6 +23,10 @@ import autograd as ag
 from autograd import functional as F
 from autograd import nn
 
+# The settings that take one of a few names (the command line lists them as choices).
+CONFIG_CHOICES = {"pos": ("learned", "rope"), "mlp": ("gelu", "swiglu"),
+                  "norm": ("layernorm", "rmsnorm")}
+
 
 @dataclass
 class GPTConfig:
@@ -41,9 +45,7 @@ class GPTConfig:
     rope_base: float = 10000.0
 
     def __post_init__(self):
-        choices = {"pos": ("learned", "rope"), "mlp": ("gelu", "swiglu"),
-                   "norm": ("layernorm", "rmsnorm")}
-        for name, allowed in choices.items():
+        for name, allowed in CONFIG_CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"GPTConfig.{name} must be one of {allowed}, "
                                  f"got {getattr(self, name)!r}")
@@ -221,13 +223,14 @@ class GPT(nn.Module):
         return 6 * self.num_parameters(non_embedding=True) + 12 * c.n_layer * T * c.n_embd
 
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
-                 stop_tokens=None, seed=None):
+                 stop_tokens=None, seed=None, **options):
         """Continue each row of `idx` (B, T) by up to `max_new_tokens` sampled tokens; returns
-        the ids including the prompt. Greedy when temperature == 0 or top_k == 1."""
+        the ids including the prompt. Greedy when temperature == 0 or top_k == 1. A row that
+        stops is padded with -1; `options`: `pad_id`, `window` (see tinyllm.generate.stream)."""
         from tinyllm.generate import generate
 
         return generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k,
-                        top_p=top_p, stop_tokens=stop_tokens, seed=seed)
+                        top_p=top_p, stop_tokens=stop_tokens, seed=seed, **options)
 
     def stream(self, idx, max_new_tokens, **sampling):
         """Like `generate`, but yields each new column of token ids (shape (B,)) as it is made."""

@@ -1,28 +1,58 @@
-"""Plots of a run (matplotlib, an optional extra: `pip install "tinyllm[plot]"`)."""
+"""Plots of a run (matplotlib, an optional extra: `pip install '.[plot]'`).
+
+Training draws RUN/loss.png at the end when matplotlib is there; `tinyllm plot RUN` draws it
+later (after installing the extra, or while a run is still going).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+MISSING_MATPLOTLIB = ("matplotlib is not installed, so no loss.png: install the plot extra "
+                      "(pip install '.[plot]'), then draw it with: tinyllm plot RUN")
 
-def plot_losses(metrics_path, out_path) -> Path | None:
+
+def read_losses(metrics_path):
+    """(train, val): lists of (step, loss) from metrics.jsonl. A line that is not JSON is
+    refused naming the file and line (a line cut short by a crash is the last one: skipped)."""
+    path = Path(metrics_path)
+    lines = path.read_text().splitlines()
+    train, val = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # a run killed mid-write leaves a partial last line
+                break
+            raise ValueError(f"{path}:{number}: not a JSON line") from None
+        if not isinstance(rec, dict) or "step" not in rec:
+            continue
+        if "loss" in rec:
+            train.append((rec["step"], rec["loss"]))
+        if "val_loss" in rec:
+            val.append((rec["step"], rec["val_loss"]))
+    return train, val
+
+
+def plot_losses(metrics_path, out_path, strict=False) -> Path | None:
     """Train and validation loss against step, from metrics.jsonl, as a PNG.
-    Returns the path, or None when matplotlib is not installed."""
+    Returns the path, or None when matplotlib is not installed (`strict`: raise RuntimeError
+    saying how to install it)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        if strict:
+            raise RuntimeError(MISSING_MATPLOTLIB) from None
         return None
-    train, val = [], []
-    for line in Path(metrics_path).read_text().splitlines():
-        rec = json.loads(line)
-        if "loss" in rec:
-            train.append((rec["step"], rec["loss"]))
-        if "val_loss" in rec:
-            val.append((rec["step"], rec["val_loss"]))
+    train, val = read_losses(metrics_path)
+    if strict and not (train or val):
+        raise ValueError(f"{metrics_path}: no losses recorded yet")
     fig, ax = plt.subplots(figsize=(7, 4))
     if train:
         ax.plot(*zip(*train), label="train", alpha=0.6)

@@ -59,8 +59,18 @@ def progress_bar(total=None, initial=0, enabled=True, desc="train", unit="step")
         return _Quiet()
     if not sys.stderr.isatty():
         return _Lines(total, initial, desc, unit)
+    return _bar_class()(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
+                        mininterval=0.5)  # redraw at most twice a second
+
+
+def _bar_class():
+    """tqdm, except that `set_postfix` does not redraw by itself: a loop that sets the postfix
+    every step would otherwise redraw every step, whatever `mininterval` says. The new postfix
+    shows at the next redraw that `update` makes."""
     from tqdm.auto import tqdm
 
-    # Redraw at most twice a second.
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
-                mininterval=0.5)
+    class Bar(tqdm):
+        def set_postfix(self, ordered_dict=None, refresh=False, **kwargs):
+            super().set_postfix(ordered_dict, refresh=refresh, **kwargs)
+
+    return Bar

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import signal
 import sys
+import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +34,7 @@ from tinyllm.model import GPT, GPTConfig
 
 @dataclass
 class TrainConfig:
-    out_dir: str = "runs/tinyllm"
+    out_dir: str | None = None  # None: runs/tinyllm, or the first free runs/tinyllm-N
     data: str = "builtin:pydoc"  # a prepared folder, files or folders of text, or builtin:NAME
     tokenizer: str | None = None  # a saved tokenizer; None trains one with `vocab_size`
     batch_size: int = 16
@@ -46,7 +49,8 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     eval_interval: int = 250
-    eval_batches: int = 16
+    eval_tokens: int | None = 65536  # score the whole split up to this many tokens, else a
+    #                                   seeded sample of windows this large (None: always whole)
     sample_tokens: int = 80
     seed: int = 0
     device: str = "cpu"
@@ -78,32 +82,73 @@ class TrainingDiverged(RuntimeError):
     """The loss or gradient became NaN or infinite (or exploded) at a named step."""
 
 
-def load_data(cfg: TrainConfig, vocab_size: int, run_dir: Path, log):
-    """(tokenizer, train tokens, val tokens) for `cfg.data`."""
-    from tinyllm.data.dataset import read_tokens
+class RunFolderError(ValueError):
+    """A run folder that can't be used as asked: an earlier run would be mixed or replaced, or
+    its prepared data no longer matches its configuration."""
+
+
+DEFAULT_OUT = "runs/tinyllm"
+
+
+def new_run_dir(out_dir: str | None, log) -> Path:
+    """The folder for a new (not resumed) run. An earlier run is never replaced or mixed in:
+    with no `--out` the first free one of runs/tinyllm, runs/tinyllm-2, runs/tinyllm-3, ... is
+    taken (and named), so the README's commands can run one after another; an `--out` that was
+    given explicitly and already holds something is refused."""
+    if out_dir is None:
+        base = Path(DEFAULT_OUT)
+        candidate, n = base, 1
+        while _occupied(candidate):
+            n += 1
+            candidate = base.with_name(f"{base.name}-{n}")
+        if candidate != base:
+            log(f"{base} holds an earlier run; this run goes to {candidate} "
+                f"(continue that one with --resume {base})")
+        return candidate
+    folder = Path(out_dir)
+    if _occupied(folder):
+        what = "a run" if (folder / "config.json").exists() else "files"
+        raise RunFolderError(
+            f"{folder} already holds {what}; a new run never replaces or mixes with it. Pass "
+            f"--resume {folder} to continue it, or --out NEW_FOLDER for a new run (or delete it)")
+    return folder
+
+
+def _occupied(folder: Path) -> bool:
+    return folder.exists() and (not folder.is_dir() or any(folder.iterdir()))
+
+
+def load_data(cfg: TrainConfig, vocab_size: int, run_dir: Path, log, resume: bool = False):
+    """(tokenizer, train tokens, val tokens, test tokens or None) for `cfg.data`: a prepared
+    folder used as it is, or text prepared into RUN/data. RUN/data is reused only when its
+    recorded provenance (sources, vocabulary size or tokenizer, cleaning) matches `cfg`;
+    otherwise a new run prepares it again, and a resume refuses (its data would change under
+    it). Folders prepared before the test split existed have no test.bin: test is then None."""
     from tinyllm.data.prepare import prepare
-    from tinyllm.tokenizer import BPETokenizer
+    from tinyllm.data.prepared import check_prepared, load_prepared, provenance, tokenizer_sha256
 
     src = Path(cfg.data)
-    if src.is_dir() and (src / "train.bin").exists():
-        folder = src
+    if src.is_dir() and (src / "meta.json").exists():  # a folder made by `tinyllm prepare`
+        data = load_prepared(src)
+        if cfg.tokenizer and tokenizer_sha256(cfg.tokenizer) != tokenizer_sha256(data.tokenizer):
+            raise RunFolderError(f"--tokenizer {cfg.tokenizer} is not the tokenizer {src} was "
+                                 "prepared with; prepare the data with it, or leave it out")
     else:
         folder = run_dir / "data"
-        if not (folder / "train.bin").exists():
+        differences = check_prepared(folder, provenance([cfg.data], vocab_size, cfg.tokenizer))
+        if differences and resume and (folder / "meta.json").exists():
+            raise RunFolderError(
+                f"cannot resume {run_dir}: its prepared data {folder} no longer matches the run's "
+                f"configuration ({'; '.join(differences)}); start a new run instead")
+        if differences:
+            if folder.exists():
+                log(f"not reusing {folder}: {'; '.join(differences)}")
             log(f"preparing {cfg.data} (vocab {vocab_size}) into {folder}")
             prepare(cfg.data, folder, tokenizer=cfg.tokenizer, vocab_size=vocab_size,
                     progress=cfg.progress)
-    tok = BPETokenizer.load(folder / "tokenizer.json")
-    return tok, read_tokens(folder / "train.bin"), read_tokens(folder / "val.bin")
-
-
-def bytes_per_token(tok, tokens, limit=1_000_000):
-    """Bytes of text per token (special tokens count as tokens with no bytes), over at most
-    `limit` tokens: converts a loss in nats per token into bits per byte."""
-    sample = np.asarray(tokens[:limit])
-    specials = list(tok.special_tokens.values())
-    text_ids = sample[~np.isin(sample, specials)].tolist()
-    return max(len(tok.decode_bytes(text_ids)), 1) / max(len(sample), 1)
+        data = load_prepared(folder)
+    test = data.test if len(data.test) else None
+    return data.tokenizer, data.train, data.val, test
 
 
 def param_groups(model, weight_decay):
@@ -118,10 +163,25 @@ class Trainer:
     """One training run. `Trainer(cfg).run()` trains; `resume=True` continues a run dir."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, log=None):
-        self.cfg = cfg
-        self.run_dir = Path(cfg.out_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        if resume:
+            self.run_dir = Path(cfg.out_dir or DEFAULT_OUT)
+            self._setup(cfg, resume)
+            return
+        self.run_dir = new_run_dir(cfg.out_dir, self.log)
+        created = not self.run_dir.exists()
+        try:
+            self._setup(replace(cfg, out_dir=str(self.run_dir)), resume)
+        except BaseException:
+            # A run that failed before it began (bad data, Ctrl-C while preparing) leaves no
+            # folder behind that would block the same command next time.
+            if created and not (self.run_dir / "config.json").exists():
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+
+    def _setup(self, cfg, resume):
+        self.cfg = cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.device != "cpu":
             ag.set_default_device(cfg.device)
         if resume:
@@ -129,7 +189,8 @@ class Trainer:
             self.model_cfg = GPTConfig.from_dict(saved["model"])
         else:
             self.model_cfg = GPTConfig(**cfg.model)
-        self.tok, train, val = load_data(cfg, self.model_cfg.vocab_size, self.run_dir, self.log)
+        self.tok, train, val, test = load_data(cfg, self.model_cfg.vocab_size, self.run_dir,
+                                               self.log, resume=resume)
         if self.tok.vocab_size != self.model_cfg.vocab_size:
             self.model_cfg = GPTConfig(**{**self.model_cfg.to_dict(),
                                           "vocab_size": self.tok.vocab_size})
@@ -137,16 +198,22 @@ class Trainer:
 
         T = self.model_cfg.block_size
         self.train_loader = BatchLoader(train, cfg.batch_size, T, seed=cfg.seed)
-        self.val_tokens = val
-        if len(val) <= T + 1:
-            self.log(f"warning: the validation split has {len(val)} tokens, fewer than one "
-                     f"window of {T + 1}; evaluating on the training split instead")
-            self.val_tokens = train
-        self.bytes_per_token = bytes_per_token(self.tok, self.val_tokens)
+        # What evaluation scores, and under which name: "val" normally; "train_eval" when there
+        # is no validation split, so that nobody mistakes a training loss for a held-out one.
+        self.eval_split, self.eval_data = "val", val
+        if len(val) < 2:
+            self.log(f"warning: the validation split has {len(val)} tokens: evaluating on the "
+                     "training split instead (reported as train_eval_*, not val_*)")
+            self.eval_split, self.eval_data = "train_eval", train
+        elif len(val) <= T:
+            self.log(f"warning: the validation split has only {len(val)} tokens (less than one "
+                     f"window of {T}); its numbers will be noisy")
+        self.test_tokens = test if test is not None and len(test) >= 2 else None
         self.model = GPT(self.model_cfg, seed=cfg.seed)
         self.optimizer = optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
                                      betas=(cfg.beta1, cfg.beta2))
         self.step = 0
+        self._phase = None  # where in a step we are: None (between steps), compute, update...
         self.planned_steps = None if cfg.max_minutes else cfg.max_steps
         self.train_tokens = 0
         self.skipped = 0
@@ -154,10 +221,13 @@ class Trainer:
         if resume:
             self._restore()
         else:
+            # A checkpoint of step 0 first, then config.json (the mark of a run): a run killed
+            # at any moment after it has a name can be resumed.
+            (self.run_dir / "metrics.jsonl").write_text("")
+            self.tok.save(self.run_dir / "tokenizer.json")
+            self.save()
             ckpt.write_json(self.run_dir / "config.json",
                             {"model": self.model_cfg.to_dict(), "train": asdict(cfg)})
-            self.tok.save(self.run_dir / "tokenizer.json")
-            (self.run_dir / "metrics.jsonl").write_text("")
 
     # ---- state --------------------------------------------------------------------------------
     def _state(self):
@@ -173,9 +243,26 @@ class Trainer:
         self.train_seconds = state["train_seconds"]
         self.train_loader.load_state_dict(state["loader"])
         ckpt.set_rng_state(self.model.rng, state["model_rng"])
+        self._truncate_metrics()
         if self.cfg.max_minutes is None:  # a step count given now (e.g. a longer run) wins
             self.planned_steps = self.cfg.max_steps
         self.log(f"resumed {self.run_dir} at step {self.step}")
+
+    def _truncate_metrics(self):
+        """Drop the metrics a killed run logged after its checkpoint: the resumed run logs
+        those steps again, and each step should appear once."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= self.step:
+                    kept.append(line + "\n")
+            except (json.JSONDecodeError, AttributeError):
+                pass  # a line cut short by the kill
+        text = "".join(kept)
+        ckpt.atomic_write(path, lambda f: f.write(text), mode="w")
 
     def save(self):
         ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, self._state())
@@ -190,8 +277,17 @@ class Trainer:
         return self.planned_steps or self.cfg.max_steps
 
     def train_step(self):
-        """Forward and backward over `grad_accum` micro-batches, clip, update. Returns the loss."""
+        """Forward and backward over `grad_accum` micro-batches, clip, update. Returns the loss.
+
+        A step is a transaction (see `_interrupted`): until the update starts it changes only
+        the gradients, the data position and the dropout generator, all of which `_boundary`
+        records so an interrupted step can be undone; once the update has been applied the
+        step's bookkeeping is recomputed from that record, so it is finished exactly once."""
         c = self.cfg
+        self._boundary = {"step": self.step, "loader_step": self.train_loader.step,
+                          "model_rng": ckpt.rng_state(self.model.rng),
+                          "train_tokens": self.train_tokens, "skipped": self.skipped}
+        self._phase = "compute"
         self.optimizer.set_lr(self.lr_at(self.step))
         total = 0.0
         for _ in range(c.grad_accum):
@@ -204,37 +300,65 @@ class Trainer:
         norm = optim.clip_grad_norm(self.model.parameters(), c.grad_clip)
         # Guessing uniformly costs ln(V) nats; three times that means training has blown up.
         exploded = total > 3 * math.log(self.model_cfg.vocab_size)
-        if exploded or not (math.isfinite(total) and math.isfinite(norm)):
-            if not c.skip_nonfinite:
-                what = "exploded" if exploded and math.isfinite(total) else "is not finite"
-                raise TrainingDiverged(
-                    f"step {self.step}: the loss ({total:.4g}, gradient norm {norm:.4g}) {what}; "
-                    "lower --lr, or pass --skip-nonfinite to skip such batches")
-            self.skipped += 1
-        else:
+        skip = exploded or not (math.isfinite(total) and math.isfinite(norm))
+        if skip and not c.skip_nonfinite:
+            what = "exploded" if exploded and math.isfinite(total) else "is not finite"
+            self._undo_step()
+            raise TrainingDiverged(
+                f"step {self.step}: the loss ({total:.4g}, gradient norm {norm:.4g}) {what}; "
+                "lower --lr, or pass --skip-nonfinite to skip such batches")
+        self._phase = "update"  # from here the weights change: no way back, only forward
+        if not skip:
             self.optimizer.step()
-        self.optimizer.zero_grad()
-        self.step += 1
-        self.train_tokens += c.batch_size * c.grad_accum * self.model_cfg.block_size
+        self._skipped_now = int(skip)
+        self._phase = "updated"
+        self._finish_step()
         return total
 
-    # ---- evaluation ---------------------------------------------------------------------------
-    @ag.no_grad()
-    def evaluate(self):
-        """Mean validation loss over fixed windows, perplexity, and bits per byte."""
-        from tinyllm.data.dataset import BatchLoader
+    def _finish_step(self):
+        """The bookkeeping after an applied update, computed from the step's start so that
+        doing it twice (after an interrupt inside it) changes nothing."""
+        b, c = self._boundary, self.cfg
+        self.optimizer.zero_grad()
+        self.skipped = b["skipped"] + self._skipped_now
+        self.train_tokens = (b["train_tokens"]
+                             + c.batch_size * c.grad_accum * self.model_cfg.block_size)
+        self.step = b["step"] + 1
+        self._phase = None
 
-        loader = BatchLoader(self.val_tokens, self.cfg.batch_size, self.model_cfg.block_size,
-                             seed=0, shuffle=False)
-        self.model.eval()
-        losses = []
-        for _ in range(self.cfg.eval_batches):
-            x, y = loader.next_batch()
-            losses.append(float(asnumpy(self.model(x, y)[1].data)))
-        self.model.train()
-        loss = float(np.mean(losses))
-        bpb = loss / math.log(2) / self.bytes_per_token
-        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_bpb": bpb}
+    def _undo_step(self):
+        """Back to the state before the step began (its update not yet applied)."""
+        b = self._boundary
+        self.optimizer.zero_grad()
+        self.train_loader.step = b["loader_step"]
+        ckpt.set_rng_state(self.model.rng, b["model_rng"])
+        self.step, self.train_tokens, self.skipped = b["step"], b["train_tokens"], b["skipped"]
+        self._phase = None
+
+    def _interrupted(self):
+        """Bring an interrupted step to a step boundary. Returns False when that is impossible:
+        the interrupt landed inside `optimizer.step()`, the weights are half updated, and only
+        the last checkpoint is consistent (a real Ctrl-C never lands there: `run` defers it)."""
+        if self._phase == "compute":
+            self._undo_step()
+        elif self._phase == "updated":
+            self._finish_step()
+        return self._phase is None
+
+    # ---- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, tokens=None, prefix=None):
+        """Loss, perplexity and bits per byte of the evaluation split (or of `tokens`), keys
+        prefixed `val_` (or `prefix`): the whole split when it has at most `eval_tokens`
+        tokens, else the same seeded sample of windows at every evaluation (seed `cfg.seed`).
+        `<prefix>tokens` says how many tokens were scored."""
+        from tinyllm.evaluate.perplexity import score_tokens
+
+        tokens = self.eval_data if tokens is None else tokens
+        prefix = (prefix or self.eval_split) + "_"
+        result = score_tokens(self.model, tokens, batch_size=self.cfg.batch_size,
+                              max_tokens=self.cfg.eval_tokens, seed=self.cfg.seed,
+                              tokenizer=self.tok)
+        return result.to_dict(prefix)
 
     def sample(self, prompt="\n", max_new_tokens=None, seed=0, **sampling):
         ids = self.tok.encode(prompt, allowed_special="all") or [0]
@@ -259,11 +383,17 @@ class Trainer:
                  f"block {self.model_cfg.block_size}, vocab {self.model_cfg.vocab_size}")
         tokens_per_step = c.batch_size * c.grad_accum * self.model_cfg.block_size
         bar = progress_bar(total=self.total_steps(), initial=self.step, enabled=c.progress)
-        outer_log, self.log = self.log, bar.write  # messages must not break the bar's line
+        outer_log = self.log
+        if c.progress:
+            self.log = bar.write  # messages must not break the bar's line
         start = time.perf_counter() - self.train_seconds
         evals = []
+        self._stop_requested = False
+        previous_handler = self._defer_ctrl_c()
         try:
             while self.step < self.total_steps():
+                if self._stop_requested:  # a Ctrl-C arrived during the last step
+                    raise KeyboardInterrupt
                 if stop_at is not None and self.step >= stop_at:
                     self.save()
                     return None
@@ -279,27 +409,59 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
                 if self.step % c.eval_interval == 0 or self.step == self.total_steps():
-                    evals.append(self._eval_and_save(bar))
+                    evals.append(self._eval_and_save())
         except KeyboardInterrupt:
-            self.save()
-            self.log(f"\ninterrupted at step {self.step}; checkpoint saved. Continue with: "
-                     f"tinyllm train --resume {self.run_dir}")
+            if self._interrupted():
+                self.save()
+                self.log(f"\ninterrupted at step {self.step}; checkpoint saved. Continue with: "
+                         f"tinyllm train --resume {self.run_dir}")
+            else:
+                self.log(f"\ninterrupted while applying the update of step {self.step}: the "
+                         "weights are half updated, so nothing was saved; the last checkpoint "
+                         f"is kept. Continue with: tinyllm train --resume {self.run_dir}")
             raise
         finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
             bar.close()
             self.log = outer_log
         wall = time.perf_counter() - start
-        last = evals[-1] if evals else self._eval_and_save(None)
-        summary = {**{k: last[k] for k in ("val_loss", "val_ppl", "val_bpb")},
-                   "train_tokens": self.train_tokens, "steps": self.step,
-                   "tokens_per_s": self.train_tokens / max(wall, 1e-9), "wall_s": wall,
-                   "skipped_batches": self.skipped, "parameters": self.model.num_parameters(),
-                   "run_dir": str(self.run_dir)}
+        last = evals[-1] if evals else self._eval_and_save()
+        p = self.eval_split + "_"
+        summary = {k: v for k, v in last.items() if k.startswith(p)}
+        if self.eval_split != "val":
+            summary["evaluated_on"] = ("the training split: the corpus has no validation "
+                                       "split, so these numbers are not held-out")
+        if self.test_tokens is not None:  # reported once, at the end: never used for tuning
+            test = self.evaluate(self.test_tokens, prefix="test")
+            self._metrics({"step": self.step, **test})
+            self.log(self._describe(test, "test"))
+            summary.update(test)
+        summary.update({"train_tokens": self.train_tokens, "steps": self.step,
+                        "tokens_per_s": self.train_tokens / max(wall, 1e-9), "wall_s": wall,
+                        "skipped_batches": self.skipped,
+                        "parameters": self.model.num_parameters(), "run_dir": str(self.run_dir)})
+        summary = rounded(summary)
         ckpt.write_json(self.run_dir / "summary.json", summary)
         from tinyllm.plot import plot_losses
 
         plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
         return summary
+
+    def _defer_ctrl_c(self):
+        """Make Ctrl-C stop the run at the end of the current step (checked at the top of the
+        loop), so a checkpoint always holds a whole number of steps; a second Ctrl-C stops at
+        once. Returns the handler it replaced (None when signals can't be handled here: not
+        the main thread)."""
+        def handler(signum, frame):
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self.log("\nstopping after this step (Ctrl-C again to stop at once)")
+
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        return signal.signal(signal.SIGINT, handler)
 
     def _plan_steps(self):
         """Fit the step count to the time budget from the speed so far (evaluations included),
@@ -312,17 +474,37 @@ class Trainer:
             self.planned_steps = planned
             self.log(f"planned {planned} steps to fit {c.max_minutes} minutes")
 
-    def _eval_and_save(self, bar):
+    def _describe(self, metrics, split):
+        p = split + "_"
+        bpb = metrics[p + "bpb"]
+        return (f"step {self.step}: {split.replace('_', ' ')} loss {metrics[p + 'loss']:.3f}, "
+                f"ppl {metrics[p + 'ppl']:.1f}"
+                + (f", {bpb:.3f} bits/byte" if bpb is not None else "")
+                + f" ({metrics[p + 'tokens']:,} tokens{', sampled' if metrics[p + 'sampled'] else ''})")
+
+    def _eval_and_save(self):
         metrics = self.evaluate()
         sample = self.sample()
         record = {"step": self.step, **metrics, "sample": sample}
         self._metrics(record)
-        text = (f"step {self.step}: val loss {metrics['val_loss']:.3f}, "
-                f"ppl {metrics['val_ppl']:.1f}, {metrics['val_bpb']:.3f} bits/byte\n"
-                f"  sample: {sample[:200]!r}")
-        (bar.write if bar is not None else self.log)(text)
+        text = self._describe(metrics, self.eval_split) + "\n" + _indent_sample(sample[:200])
+        self.log(text)
         self.save()
         return record
+
+
+def _indent_sample(text):
+    """A generated sample as a person reads it: real line breaks, indented under its label."""
+    return "  sample: " + text.rstrip().replace("\n", "\n          ")
+
+
+def rounded(obj, digits=4):
+    """Floats to `digits` significant digits (a summary a person reads, not 15-digit noise)."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}") if math.isfinite(obj) else obj
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    return obj
 
 
 def train(cfg: TrainConfig, resume: bool = False):

@@ -1,9 +1,12 @@
 """`check_dtypes()`: stop at the first op whose output silently changes the float dtype.
 
-NumPy promotes quietly. A float32 array times a float64 array is float64, and float64 arrays
-are easy to make by accident: `np.linspace`, `np.full`, `np.zeros` and `np.arange(...) / n` all
-default to it. Nothing fails: the model just runs at half speed with twice the memory from that
-op on, and every gradient flowing back through it is cast back down at the end. Inside
+NumPy promotes quietly: a float32 array times a float64 array is float64, and float64 arrays
+are easy to make by accident (`np.linspace`, `np.full`, `np.zeros` and `np.arange(...) / n` all
+default to it). Between *tensors* the engine already refuses this: every op's `apply` rejects
+inputs of different float dtypes with a TypeError naming the op, the inputs and their dtypes
+(autograd/function.py), and Python or NumPy scalars take the tensor's dtype. What slips through
+is a float64 value created *inside* an op: a constant array, a NumPy default. Nothing fails: the
+model just runs at half speed with twice the memory from that op on. Inside
 
     with check_dtypes():
         loss = model(x, y)
@@ -12,15 +15,13 @@ op on, and every gradient flowing back through it is cast back down at the end. 
 the first op whose forward output has a float dtype different from its float inputs' raises
 `DtypeError`, naming the op, the dtypes and the line of *your* code that called it:
 
-    DtypeError: mul turned mixed float32/float64 inputs into a float64 output (inputs: a
-    float32 (4, 8), b float64 (8,); output float64 (4, 8)); the op was called at
-    train.py:12 in step: y = x * np.linspace(0, 1, 8)
+    DtypeError: upcast turned float32 inputs into a float64 output (inputs: a float32 (4, 8);
+    output float64 (4, 8)); the op was called at train.py:12 in step: y = Upcast.apply(x)
 
-An op whose own forward upcasts (a float64 constant inside it) is reported the same way, as
-"upcast turned float32 inputs into a float64 output". Mixed float inputs always count: the
-output must differ from one of them. Only float (and complex) inputs count: integer ids, boolean masks and
-targets may sit next to float32 data. `Tensor.astype` (the `Cast` op) changes the dtype on
-purpose and is never reported; pass `allow=` more op classes (or names) to exempt your own.
+A downcast (an op computing in float32 whatever its input) is reported the same way. Only
+float (and complex) inputs count: integer ids, boolean masks and targets may sit next to float32
+data. `Tensor.astype` (the `Cast` op) changes the dtype on purpose and is never reported; pass
+`allow=` more op classes (or names) to exempt your own.
 
 Gradients need no guard: the engine already insists that every gradient has its input's dtype.
 It works as a decorator too: `@check_dtypes` or `@check_dtypes(allow=...)`.

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from autograd import backend
+from autograd.function import modifying
 from autograd.tensor import Tensor
 
 
@@ -221,7 +222,8 @@ class Module:
                 value = state[name]
                 value = value.data if isinstance(value, Tensor) else value
                 value = backend.to_device(value, p.device)
-                p.data[...] = value.astype(p.dtype, copy=False)
+                with modifying(p) as data:
+                    data[...] = value.astype(p.dtype, copy=False)
         return LoadResult(missing, unexpected)
 
     # ---- printing ----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Notation: `g` is the upstream gradient (same shape as the output), `out` the out
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 from autograd.backend import flat_blocks, get_array_module
@@ -92,7 +93,10 @@ class Neg(Function):
 
 class Pow(Function):
     """out = a ** b (both tensors, a > 0 where b is differentiated).
-    VJP: da = g * b * a**(b-1), db = g * out * log(a)."""
+    VJP: da = g * b * a**(b-1), db = g * out * log(a).
+    At the edges the limits are taken, as PyTorch does: da = 0 where b = 0 (a**0 is the constant
+    1, even at a = 0 where a**(b-1) is infinite), db = 0 where a = 0 and b >= 0 (0**b is 0 or 1
+    there; out * log(a) would be 0 * -inf)."""
 
     rule = "pow: d(a^b)/da = b*a^(b-1), d(a^b)/db = a^b*log(a)"
 
@@ -107,13 +111,22 @@ class Pow(Function):
         a, b, out = ctx.saved
         xp = get_array_module(a)
         need_a, need_b = ctx.needs_input_grad
-        ga = g * b * a ** (b - 1) if need_a else None
-        gb = g * out * xp.log(a) if need_b else None
+        with _quiet(xp):  # the infinities below are computed, then replaced
+            ga = g * xp.where(b == 0, 0, b * a ** (b - 1)) if need_a else None
+            gb = g * xp.where((a == 0) & (b >= 0), 0, out * xp.log(a)) if need_b else None
         return ga, gb
 
 
+def _quiet(xp):
+    """Silence NumPy's divide/invalid warnings for values that are then masked out."""
+    errstate = getattr(xp, "errstate", None)
+    return contextlib.nullcontext() if errstate is None else errstate(divide="ignore",
+                                                                     invalid="ignore")
+
+
 class PowScalar(Function):
-    """out = a ** p for a constant number p.  VJP: da = g * p * a**(p-1)."""
+    """out = a ** p for a constant number p.  VJP: da = g * p * a**(p-1).
+    p = 0: out = 1 everywhere (inf and NaN included) and da = 0 (a constant has no slope)."""
 
     rule = "pow: d(a^p)/da = p*a^(p-1)"
 
@@ -126,6 +139,8 @@ class PowScalar(Function):
     def backward(ctx, g):
         (a,) = ctx.saved
         p = ctx.params["exponent"]
+        if p == 0:
+            return get_array_module(g).zeros_like(g)
         # Python numbers keep the array's dtype under NumPy's promotion rules (NEP 50).
         return g * (p * _power(a, p - 1))
 
@@ -133,7 +148,7 @@ class PowScalar(Function):
 def _power(a, p):
     # Small integer powers by multiplication: `x ** 3` on float32 is far slower than x*x*x.
     if p == 0:
-        return a * 0 + 1
+        return get_array_module(a).ones_like(a)
     if p == 1:
         return a.copy()
     if p == 2:
@@ -212,15 +227,25 @@ class Tanh(Function):
         return g * (1 - out * out)
 
 
+def sigmoid(a, xp):
+    """1 / (1 + exp(-a)) on an array, in the two-branch stable form: with e = exp(-|a|) <= 1,
+    sigmoid(a) = 1 / (1 + e) for a >= 0 and e / (1 + e) for a < 0. exp never overflows, and
+    small values keep their relative precision (float32 sigmoid(-20) = 2.06e-9, where
+    1 - 1/(1 + e) or (1 + tanh(a/2)) / 2 would round to 0). Used by sigmoid, silu and swiglu."""
+    e = xp.exp(-xp.abs(a))
+    s = e / (1 + e)  # the a < 0 branch
+    return xp.where(a >= 0, 1 - s, s)  # 1 - e/(1+e) = 1/(1+e), exact enough near 1
+
+
 class Sigmoid(Function):
-    """out = 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2 so it never overflows.
+    """out = 1 / (1 + exp(-a)), in the stable two-branch form (see `sigmoid`).
     VJP: da = g * out * (1 - out)."""
 
     rule = "sigmoid: d(s(a))/da = s(a) (1 - s(a))"
 
     @staticmethod
     def forward(ctx, a):
-        out = 0.5 * (1 + get_array_module(a).tanh(0.5 * a))
+        out = sigmoid(a, get_array_module(a))
         ctx.save_for_backward(out)
         return out
 
@@ -321,7 +346,7 @@ class Silu(Function):
 
     @staticmethod
     def forward(ctx, a):
-        s = 0.5 * (1 + get_array_module(a).tanh(0.5 * a))
+        s = sigmoid(a, get_array_module(a))
         ctx.save_for_backward(a, s)
         return a * s
 
@@ -395,12 +420,16 @@ class Clip(Function):
     def forward(ctx, a, *, lo=None, hi=None):
         xp = get_array_module(a)
         inside = xp.ones(a.shape, dtype=bool)
+        out = a.copy()
+        # One bound at a time: NumPy 1.x's clip refuses two None bounds.
         if lo is not None:
             inside &= a >= lo
+            xp.maximum(out, lo, out=out)
         if hi is not None:
             inside &= a <= hi
+            xp.minimum(out, hi, out=out)
         ctx.save_for_backward(inside)
-        return xp.clip(a, lo, hi)
+        return out
 
     @staticmethod
     def backward(ctx, g):

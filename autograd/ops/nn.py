@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from autograd.backend import BLOCK_ELEMENTS, flat_blocks, get_array_module, is_cupy_array, scatter_add
 from autograd.function import Function
+from autograd.ops.elementwise import sigmoid
 
 
 def check_ids(ids, num, what):
@@ -66,7 +67,8 @@ class Embedding(Function):
             raise TypeError(f"embedding: ids must be integers, got {ids.dtype}")
         if not is_cupy_array(ids):  # on a GPU the check would wait for the device (F checks first)
             check_ids(ids, table.shape[0], "embedding: ids")
-        ctx.save_for_backward(ids)
+        # A copy (ids are small): the caller may reuse their id buffer before the backward.
+        ctx.save_for_backward(ids.copy())
         ctx.table_shape = table.shape
         return table[ids]
 
@@ -246,7 +248,7 @@ class SwiGLU(Function):
         x2 = _rows(x)
         a = x2 @ w_gate
         b = x2 @ w_up
-        s = 0.5 * (1 + xp.tanh(0.5 * a))
+        s = sigmoid(a, xp)
         ctx.save_for_backward(x, w_gate, w_up, a, b, s)
         return (a * s * b).reshape(*x.shape[:-1], w_up.shape[1])
 

@@ -3,21 +3,26 @@ upstream gradient broadcasts against the input: `_expand(g, ctx)`."""
 
 from __future__ import annotations
 
+import operator
+
 from autograd.backend import get_array_module
 from autograd.function import Function
 
 
 def normalize_axes(axis, ndim):
-    """The reduced axes as a sorted tuple of non-negative ints (None means all)."""
+    """The reduced axes as a sorted tuple of non-negative ints (None means all). Any integer
+    type is an axis (np.int64 too). A 0-d tensor accepts axis 0 or -1 and has nothing to
+    reduce, as in PyTorch (NumPy refuses any axis there)."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    out = []
+    try:
+        axes = (operator.index(axis),)
+    except TypeError:
+        axes = tuple(operator.index(ax) for ax in axis)
     for ax in axes:
-        if not -ndim <= ax < max(ndim, 1):
+        if not -max(ndim, 1) <= ax < max(ndim, 1):
             raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimensions")
-        out.append(ax % ndim if ndim else 0)
-    return tuple(sorted(set(out)))
+    return tuple(sorted({ax % ndim for ax in axes})) if ndim else ()
 
 
 def _start(ctx, a, axis):
@@ -82,6 +87,12 @@ class Var(Function):
     @staticmethod
     def forward(ctx, a, *, axis=None, ddof=0, keepdims=False):
         axes = _start(ctx, a, axis)
+        if ddof >= _count(ctx):
+            # NumPy warns and returns inf or nan; a loss built on that is better stopped here.
+            raise ValueError(
+                f"var: ddof={ddof} leaves no degrees of freedom for {_count(ctx)} values per "
+                f"result (axis={axis}); ddof must be smaller than the number of values"
+            )
         centered = a - a.mean(axis=axes, keepdims=True)
         ctx.save_for_backward(centered)
         return a.var(axis=axes, ddof=ddof, keepdims=keepdims)

@@ -88,7 +88,7 @@ class GetItem(Function):
         if xp is not get_array_module(*(index if isinstance(index, tuple) else (index,))):
             index = _index_to(index, xp)
         ctx.in_shape = a.shape
-        ctx.index = index
+        ctx.index = _index_copy(index)  # the caller may change their index array afterwards
         return a[index]
 
     @staticmethod
@@ -100,6 +100,13 @@ class GetItem(Function):
         else:  # slices and boolean masks select each element at most once
             grad[ctx.index] = g
         return grad
+
+
+def _index_copy(index):
+    def one(i):
+        return i.copy() if hasattr(i, "dtype") and getattr(i, "ndim", 0) > 0 else i
+
+    return tuple(one(i) for i in index) if isinstance(index, tuple) else one(index)
 
 
 def _index_to(index, xp):

@@ -25,6 +25,7 @@ arrays alike and allocate nothing full-size after the first step.
 from __future__ import annotations
 
 from autograd.backend import BLOCK_ELEMENTS, get_array_module, to_device
+from autograd.function import modifying
 from autograd.tensor import Tensor
 
 
@@ -98,7 +99,9 @@ class Optimizer:
                 if p.grad is None:
                     continue
                 state = self.state.setdefault(p, {})
-                self.update(p, p.grad, group, state)
+                # Raises p's version: a graph recorded before the step can no longer backward.
+                with modifying(p):
+                    self.update(p, p.grad, group, state)
 
     def update(self, p, grad, group, state):  # pragma: no cover - abstract
         raise NotImplementedError

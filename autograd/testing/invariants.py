@@ -1,6 +1,7 @@
 """`check_invariants`: properties every op's forward and backward must keep, beyond correctness.
 
-- no input is mutated (by forward or backward);
+- no input is mutated (by forward or backward; on NumPy a backward writing into a saved array
+  already fails at the write, as saved arrays are read-only);
 - each gradient has its input's shape and dtype;
 - no two gradients share memory with each other, with an input or with the cotangent;
 - a second backward without zeroing adds exactly the same gradient again (grad doubles exactly:
@@ -31,7 +32,7 @@ def check_invariants(fn, *inputs, seed=0):
     rng = np.random.default_rng(seed)
     xp = get_array_module(out.data)
     cotangent = xp.asarray(rng.standard_normal(out.shape) + 0.5).astype(out.dtype)
-    out.backward(cotangent)
+    _backward(out, cotangent)
     for i, (t, old) in enumerate(zip(leaves, before)):
         if not np.array_equal(asnumpy(t.data), old, equal_nan=True):
             raise InvariantError(f"input {i} was mutated by forward or backward")
@@ -51,13 +52,24 @@ def check_invariants(fn, *inputs, seed=0):
         if "gradient" in name_a and _shares_memory(a, b):
             raise InvariantError(f"{name_a} shares memory with {name_b}")
     first = [asnumpy(g).copy() for _, g in grads]
-    fn(*leaves).backward(cotangent)
+    _backward(fn(*leaves), cotangent)
     for (i, _), g1 in zip(grads, first):
         if not np.array_equal(asnumpy(leaves[i].grad), 2 * g1, equal_nan=True):
             raise InvariantError(
                 f"input {i}: a second backward did not add exactly the same gradient again"
             )
     return True
+
+
+def _backward(out, cotangent):
+    try:
+        out.backward(cotangent)
+    except ValueError as err:
+        # On NumPy, saved arrays are read-only until their node is released (see
+        # autograd.function): a backward that writes into one fails there, at the write.
+        if "read-only" in str(err):
+            raise InvariantError(f"a saved array was mutated by backward: {err}") from err
+        raise
 
 
 def _leaf(x):

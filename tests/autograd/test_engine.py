@@ -66,14 +66,43 @@ def test_order_is_deterministic_and_topological():
 def test_graph_is_freed_after_backward():
     x = leaf(100)
     y = x.exp()
-    saved = weakref.ref(y._node.ctx.saved[0])  # exp saves its output array
+    ctx = weakref.ref(y._node.ctx)
+    saved = weakref.ref(y._node.ctx.saved[0])  # exp saves its output array (y's data)
     z = (y * 2).sum()
+    nodes = [z._node, z._node.inputs[0]._node]
     del y
-    z.backward()
+    z.backward()  # z still holds its node: only release() can let go of what it saved
+    assert all(n.released and n.ctx is None for n in nodes)
+    del nodes
     gc.collect()
-    assert saved() is None, "backward kept the graph's saved arrays alive"
+    assert ctx() is None and saved() is None, "backward kept the graph's saved arrays alive"
     with pytest.raises(RuntimeError, match="retain_graph"):
         z.backward()
+
+
+def test_memory_falls_during_the_backward_walk():
+    """30 chained tanh on 100k float64: the forward holds 24 MB of saved outputs. The walk must
+    free each one once its gradient has moved on, not keep them all to the end."""
+    import tracemalloc
+
+    from autograd.engine import iter_backward
+
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        y = ag.tensor(rng.standard_normal(100_000), requires_grad=True)
+        for _ in range(30):
+            y = y.tanh()
+        loss = y.sum()
+        del y
+        held = tracemalloc.get_traced_memory()[0] - start
+        during = [tracemalloc.get_traced_memory()[0] - start for _ in iter_backward(loss)]
+    finally:
+        tracemalloc.stop()
+    assert held > 23e6
+    assert max(during) < held + 3e6, "the walk allocated far more than one gradient at a time"
+    assert during[15] < 0.7 * held, f"half way, {during[15] / 1e6:.1f} MB still held"
+    assert during[-1] < 4e6, f"at the end of the walk {during[-1] / 1e6:.1f} MB still held"
 
 
 def test_retain_graph_allows_a_second_backward_that_accumulates():

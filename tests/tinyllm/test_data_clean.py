@@ -83,7 +83,7 @@ def test_html_to_text_never_raises_on_malformed_input(html):
 
 def test_normalize_nfc_newlines_controls_spaces():
     raw = "Cafe\u0301\r\nline2\rline3\u2028x\x00y\x07z\ufeff\n\n\n\nend  of   it   \n"
-    assert normalize(raw) == "Caf\u00e9\nline2\nline3\nxyz\n\nend of it"
+    assert normalize(raw) == "Caf\u00e9\nline2\nline3\nxyz\n\nend  of   it"
 
 
 def test_normalize_composes_after_removing_control_characters():
@@ -93,7 +93,35 @@ def test_normalize_composes_after_removing_control_characters():
 
 def test_normalize_keeps_indentation_and_tabs_at_line_start():
     code = "def f():\n    return  1\n\tindented"
-    assert normalize(code) == "def f():\n    return 1\n\tindented"
+    assert normalize(code) == code
+
+
+INDENTED_CODE = (
+    "class Point:\n"
+    "    x: int = 0      # aligned comments\n"
+    "    y: int = 0      # stay aligned\n"
+    "\n"
+    "    def norm(self):\n"
+    "        return (self.x ** 2  +  self.y ** 2) ** 0.5\n"
+    "\tif  a:\tb\n"
+    "name    value\n"
+    "alpha   1\n"
+)
+
+
+def test_normalize_keeps_indentation_and_alignment_inside_lines():
+    assert normalize(INDENTED_CODE) == INDENTED_CODE.rstrip("\n")
+    # only noise goes: trailing spaces, extra blank lines, odd spaces, invisible characters
+    noisy = INDENTED_CODE.replace("= 0      #", "= 0\u00a0\u00a0    #").replace(
+        "\n\n", "  \n\n\n\n").replace("norm", "no\u200brm")
+    assert normalize(noisy) == INDENTED_CODE.rstrip("\n")
+
+
+def test_normalize_keeps_what_html_to_text_keeps_in_pre():
+    html = ("<p>Example:</p><pre>def f(x):\n    if x:   # note\n        return  x\n</pre>"
+            "<p>Done   here.</p>")
+    text = normalize(html_to_text(html))
+    assert text == "Example:\n\ndef f(x):\n    if x:   # note\n        return  x\n\nDone here."
 
 
 @given(st.text(max_size=200))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tinyllm.data.clean import normalize
-from tinyllm.data.corpus import is_validation
+from tinyllm.data.corpus import SplitPlan
 from tinyllm.data.dataset import BatchLoader, read_tokens
 from tinyllm.data.prepare import EOT, EmptyCorpusError, prepare
 
@@ -73,19 +73,21 @@ def corpus(tmp_path):
 def test_prepare_end_to_end_with_stand_in_tokenizer(tmp_path, corpus):
     root, good = corpus
     out = tmp_path / "out"
-    summary = prepare([root], out, tokenizer=ByteTokenizer(), val_fraction=0.25, progress=False)
+    summary = prepare([root], out, tokenizer=ByteTokenizer(), val_fraction=0.25,
+                      test_fraction=0.1, progress=False)  # fmt: skip
 
     # Order: doc00..doc05.txt, then web/more.jsonl, then web/page.html (sorted walk).
     expected = [normalize(t) for t in good[:6] + good[7:] + [good[6]]]
-    train_docs = [d for i, d in enumerate(expected) if not is_validation(i, 0.25)]
-    val_docs = [d for i, d in enumerate(expected) if is_validation(i, 0.25)]
-    assert documents_of(read_tokens(out / "train.bin")) == train_docs
-    assert documents_of(read_tokens(out / "val.bin")) == val_docs
+    plan = SplitPlan(len(expected), 0.25, 0.1)
+    by_split = {s: [d for i, d in enumerate(expected) if plan(i) == s] for s in plan.SPLITS}
+    assert all(by_split.values())  # each split has documents
+    for split, docs in by_split.items():
+        assert documents_of(read_tokens(out / f"{split}.bin")) == docs
 
     meta = json.loads((out / "meta.json").read_text())
     assert meta["dtype"] == "uint16"
     assert meta["tokenizer"]["eot_id"] == 256 and not meta["tokenizer"]["trained"]
-    assert meta["counts"]["train"]["docs"] == len(train_docs)
+    assert meta["counts"]["train"]["docs"] == len(by_split["train"])
     assert meta["counts"]["val"]["tokens"] == len(read_tokens(out / "val.bin"))
     cleaning = meta["cleaning"]
     assert cleaning["docs_kept"] == 12
@@ -108,7 +110,7 @@ def test_prepare_is_deterministic(tmp_path, corpus):
     root, _ = corpus
     for name in ("a", "b"):
         prepare([root], tmp_path / name, tokenizer=ByteTokenizer(), progress=False)
-    for f in ("train.bin", "val.bin"):
+    for f in ("train.bin", "val.bin", "test.bin"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
 
 
@@ -140,7 +142,8 @@ def test_builtin_input_and_literal_end_of_text_in_a_document(tmp_path):
             progress=False)  # fmt: skip
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["cleaning"]["docs_kept"] > 70
-    tokens = np.concatenate([read_tokens(tmp_path / "out" / f) for f in ("train.bin", "val.bin")])
+    tokens = np.concatenate([read_tokens(tmp_path / "out" / f)
+                             for f in ("train.bin", "val.bin", "test.bin")])  # fmt: skip
     # Exactly one end-of-text token per kept document: the literal string was encoded as text.
     assert int((tokens == 256).sum()) == meta["cleaning"]["docs_kept"]
 
@@ -180,3 +183,44 @@ def test_cli_empty_corpus_exit_code(tmp_path, capsys):
     code = main(["prepare", "-i", str(tmp_path / "a.txt"), "-o", str(tmp_path / "out"), "-q"])
     assert code == 1
     assert "too_short" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Warnings and logs (issue 11, items 14 and 15)
+# --------------------------------------------------------------------------------------------
+
+
+def test_small_corpus_warns_before_training_and_says_how_many_merges(tmp_path, capsys):
+    from tinyllm.tokenizer import BPETokenizer
+
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        (tmp_path / "in" / f"{i}.txt").write_text("\n\n".join(sentence(10 * i + j)
+                                                              for j in range(5)))
+    events = []
+    real_train = BPETokenizer.train
+
+    def train(*args, **kw):
+        events.append(("train", capsys.readouterr().err))  # what was printed before training
+        return real_train(*args, **kw)
+
+    BPETokenizer.train = train
+    try:
+        summary = prepare([tmp_path / "in"], tmp_path / "out", vocab_size=4096, progress=False)
+    finally:
+        BPETokenizer.train = real_train
+    before = events[0][1]
+    assert "only 3 document(s)" in before
+    assert "is small for a 4,096-token vocabulary" in before
+    merges = len(BPETokenizer.load(tmp_path / "out" / "tokenizer.json").merges)
+    after = capsys.readouterr().err
+    assert f"stopped after {merges:,} of 3,839 merges" in after
+    assert len(summary["warnings"]) == 3
+
+
+def test_progress_in_a_log_file_is_plain_lines(tmp_path, corpus, capsys):
+    root, _ = corpus
+    prepare([root], tmp_path / "out", vocab_size=300, progress=True)
+    err = capsys.readouterr().err  # captured: not a terminal, as when logging to a file
+    assert "\r" not in err
+    assert "tokenizing" in err and "kept 12 of" in err

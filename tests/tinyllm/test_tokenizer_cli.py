@@ -82,3 +82,44 @@ def test_errors(tmp_path, capsys):
     BPETokenizer.train("abc", 260).save(tmp_path / "tok.json")
     with pytest.raises(ValueError, match="must be integers"):
         run(["tokenizer", "decode", "--tokenizer", str(tmp_path / "tok.json"), "x"])
+
+
+# --- folders, cleaning and warnings (issue 11, items 8 and 14) ----------------------------------
+def test_train_reads_folders_and_cleans_html_like_prepare(tmp_path, capsys):
+    root = tmp_path / "my_texts"
+    (root / "web").mkdir(parents=True)
+    prose = pydoc_data.topics.topics["for"]
+    (root / "a.txt").write_text(prose)
+    (root / "b.md").write_text(pydoc_data.topics.topics["while"])
+    script = "zqxjzqxj(); " * 200
+    (root / "web" / "page.html").write_text(
+        f"<html><script>{script}</script><p>{prose[:2000]}</p><!-- zqxjzqxj --></html>")
+    (root / "notes.jsonl").write_text(json.dumps({"text": "caf\u00e9\u00a0latte " * 50}) + "\n")
+    out = tmp_path / "tok.json"
+    assert run(["tokenizer", "train", "--input", str(root), "--vocab-size", "600", "--out",
+                str(out), "--no-progress"]) == 0
+    assert "read 4 document(s)" in capsys.readouterr().out
+    tok = BPETokenizer.load(out)
+    learned = [tok.token_to_bytes(i) for i in range(tok.vocab_size - 1)]
+    assert not any(b"zqxj" in t for t in learned)  # the script never reached training
+    assert not any("\u00a0".encode() in t for t in learned)  # normalised like prepare
+    assert any(t == " latte" for t in (x.decode("utf-8", "replace") for x in learned))
+
+
+def test_train_warns_early_when_the_text_is_small_for_the_vocabulary(tmp_path, capsys):
+    (tmp_path / "small.txt").write_text(pydoc_data.topics.topics["pass"])
+    out = tmp_path / "tok.json"
+    assert run(["tokenizer", "train", "--input", str(tmp_path), "--vocab-size", "4096",
+                "--out", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    size, shortfall = err.index("is small for a 4,096-token vocabulary"), err.index("stopped after")
+    assert size < shortfall
+    merges = len(BPETokenizer.load(out).merges)
+    assert f"stopped after {merges:,} of 3,839 merges" in err
+
+
+def test_train_on_a_folder_without_text_is_one_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no text found"):
+        run(["tokenizer", "train", "--input", str(tmp_path / "empty"), "--vocab-size", "300",
+             "--out", str(tmp_path / "tok.json"), "--no-progress"])

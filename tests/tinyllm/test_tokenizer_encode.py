@@ -66,7 +66,7 @@ any_text = st.one_of(
     st.text(max_size=80),
     st.lists(st.sampled_from(PIECES), max_size=40).map("".join),
 )
-PATTERN_NAMES = st.sampled_from(["gpt2", "gpt4"])
+PATTERN_NAMES = st.sampled_from(["gpt2", "gpt4", "gpt4-v1"])
 
 
 @given(text=any_text, pattern=PATTERN_NAMES)
@@ -256,3 +256,72 @@ def _tiktoken_encoding(tiktoken, tok):
     ranks = {data: i for i, data in tok.vocab.items()}
     return tiktoken.Encoding("test", pat_str=tok.pattern, mergeable_ranks=ranks,
                              special_tokens=tok.special_tokens)
+
+
+# --- the gpt4 pattern is today's cl100k pattern (issue 11, item 10) -----------------------------
+def test_gpt4_pattern_keeps_trailing_whitespace_together():
+    for split in (regex.compile(PATTERNS["gpt4"]).findall, make_split(PATTERNS["gpt4"])):
+        assert split("hello\n  ") == ["hello", "\n  "]
+        assert split("a\n  b\n\n") == ["a", "\n", " ", " b", "\n\n"]
+        assert split("x = 1  \t") == ["x", " =", " ", "1", "  \t"]
+    assert regex.findall(PATTERNS["gpt4-v1"], "hello\n  ") == ["hello", "\n", "  "]
+
+
+@functools.cache
+def _cl100k_pattern_from_tiktoken() -> str:
+    """cl100k_base's pat_str, read from tiktoken's source (calling cl100k_base() would download
+    its rank file)."""
+    import ast
+
+    openai_public = pytest.importorskip("tiktoken_ext.openai_public")
+    with open(openai_public.__file__, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == "cl100k_base":
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Dict):
+                    for key, value in zip(sub.keys, sub.values):
+                        if isinstance(key, ast.Constant) and key.value == "pat_str":
+                            return ast.literal_eval(value)
+    pytest.fail("cl100k_base's pat_str not found in tiktoken's source")
+
+
+def test_gpt4_pattern_is_tiktokens_cl100k_pattern():
+    assert PATTERNS["gpt4"] == _cl100k_pattern_from_tiktoken()
+
+
+@functools.cache
+def _whitespace_tokenizer():
+    """Merges "\\n ", "\\n  " and "  ": whitespace chunks then show how the text was split."""
+    return BPETokenizer({(10, 32): 256, (256, 32): 257, (32, 32): 258}, "gpt4")
+
+
+@given(text=st.lists(st.sampled_from(PIECES + ["line", " indented", "7"]), max_size=30)
+       .map("".join))
+def test_gpt4_ids_equal_tiktoken_with_the_cl100k_pattern(text):
+    tiktoken = pytest.importorskip("tiktoken")
+    tok = _whitespace_tokenizer()
+    enc = _cl100k_encoding(tiktoken, tok)
+    assert tok.encode_ordinary(text) == enc.encode_ordinary(text)
+    ids = tok.encode_ordinary("hello\n  ")
+    assert ids == enc.encode_ordinary("hello\n  ") and ids[-1] == 257  # "\\n  " is one chunk
+
+
+@functools.cache
+def _cl100k_encoding(tiktoken, tok):
+    ranks = {data: i for i, data in tok.vocab.items()}
+    return tiktoken.Encoding("cl100k-pattern", pat_str=_cl100k_pattern_from_tiktoken(),
+                             mergeable_ranks=ranks, special_tokens={})
+
+
+def test_tokenizer_files_saved_with_the_older_gpt4_pattern_still_load(tmp_path):
+    from tinyllm.tokenizer.patterns import GPT4_V1_SPLIT_PATTERN
+
+    merges = trained().merges
+    old = BPETokenizer(merges, GPT4_V1_SPLIT_PATTERN, {"<|endoftext|>": 256 + len(merges)})
+    old.save(tmp_path / "t.json")
+    text = (tmp_path / "t.json").read_text().replace('"gpt4-v1"', '"gpt4"')
+    (tmp_path / "t.json").write_text(text)  # as the older tinyllm wrote it
+    loaded = BPETokenizer.load(tmp_path / "t.json")
+    assert loaded.pattern == GPT4_V1_SPLIT_PATTERN and loaded.pattern_name == "gpt4-v1"
+    assert loaded.encode_ordinary("hello\n  ") == old.encode_ordinary("hello\n  ")

@@ -28,7 +28,7 @@ def corpus(tmp_path_factory):
 def config(out_dir, data, **kw):
     model = dict(vocab_size=300, block_size=16, n_layer=1, n_head=2, n_embd=16, dropout=0.1)
     base = dict(out_dir=str(out_dir), data=data, batch_size=4, max_steps=8, eval_interval=4,
-                eval_batches=2, sample_tokens=8, warmup_steps=2, progress=False, model=model)
+                eval_tokens=400, sample_tokens=8, warmup_steps=2, progress=False, model=model)
     return TrainConfig(**{**base, **kw})
 
 
@@ -148,7 +148,7 @@ def test_divergence_names_the_step(tmp_path, corpus):
 def test_cli_trains_resumes_and_samples(tmp_path, corpus, capsys):
     run = str(tmp_path / "cli")
     args = ["train", "--preset", "tiny", "--data", corpus, "--out", run, "--max-steps", "4",
-            "--eval-interval", "2", "--eval-batches", "1", "--vocab-size", "280", "--quiet",
+            "--eval-interval", "2", "--eval-tokens", "200", "--vocab-size", "280", "--quiet",
             "--n-layer", "1", "--block-size", "16"]
     assert main(args) == 0
     summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
@@ -184,13 +184,32 @@ def test_progress_lines_in_a_log_file(capsys):
     assert len(err) == 4 and err[-1].startswith("train 4/4 loss 1.234") and "ETA" in err[0]
 
 
-def test_a_corpus_too_small_to_split_still_trains_and_says_so(tmp_path):
+def test_a_single_document_is_split_so_validation_exists(tmp_path):
     one_doc = tmp_path / "one.txt"
-    one_doc.write_text(TEXT[:20000].replace("\n\n", "\n"))  # a single document: nothing for val
+    one_doc.write_text(TEXT[:20000].replace("\n\n", "\n"))  # one file under 1 MiB: one document
+    summary = Trainer(config(tmp_path / "run", str(one_doc), max_steps=2), log=lambda m: None).run()
+    assert summary["val_tokens"] > 0 and summary["val_bpb"] > 0
+
+
+def test_without_a_validation_split_training_data_is_named_so(tmp_path, corpus, monkeypatch):
+    import tinyllm.train as train_module
+
+    real = train_module.load_data
+
+    def no_val(*args, **kwargs):
+        tok, train, val, test = real(*args, **kwargs)
+        return tok, train, val[:0], test
+
+    monkeypatch.setattr(train_module, "load_data", no_val)
     messages = []
-    trainer = Trainer(config(tmp_path / "run", str(one_doc), max_steps=2), log=messages.append)
+    trainer = Trainer(config(tmp_path / "run", corpus, max_steps=2), log=messages.append)
     summary = trainer.run()
-    assert np.isfinite(summary["val_bpb"]) and summary["val_bpb"] > 0
+    # Named for what it is: a loss on training data is not a validation loss.
+    assert not any(k.startswith("val_") for k in summary), summary
+    assert np.isfinite(summary["train_eval_bpb"]) and summary["train_eval_bpb"] > 0
+    assert "training split" in summary["evaluated_on"]
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["train_eval_tokens"] == summary["train_eval_tokens"] > 0
     assert any("evaluating on the training split" in m for m in messages)
 
 

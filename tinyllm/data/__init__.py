@@ -6,13 +6,16 @@
   user files (`iter_documents`);
 - `tinyllm.data.dataset`: token files on disk (`write_tokens`, `read_tokens`) and the
   resumable `BatchLoader`;
-- `tinyllm.data.prepare`: the whole pipeline, behind the ``tinyllm prepare`` command.
+- `tinyllm.data.prepare`: the whole pipeline, behind the ``tinyllm prepare`` command;
+- `tinyllm.data.prepared`: reading a prepared folder (`load_prepared`), its provenance
+  (`provenance`) and whether it is still what is asked for (`check_prepared`).
 """
 
 from tinyllm.data.clean import CleaningReport, FilterConfig, check_quality, html_to_text, normalize
 from tinyllm.data.corpus import builtin_documents, builtin_split, iter_documents
 from tinyllm.data.dataset import BatchLoader, read_tokens, write_tokens
 from tinyllm.data.dedup import Deduplicator, dedup
+from tinyllm.data.prepared import check_prepared, load_prepared, provenance
 
 __all__ = [
     "BatchLoader",
@@ -21,6 +24,9 @@ __all__ = [
     "FilterConfig",
     "builtin_documents",
     "builtin_split",
+    "check_prepared",
+    "load_prepared",
+    "provenance",
     "check_quality",
     "dedup",
     "html_to_text",

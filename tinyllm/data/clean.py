@@ -5,8 +5,10 @@ Three steps turn whatever a crawler or a folder of files gives us into text wort
 1. `html_to_text` keeps what a reader would see in a browser: the words, with a paragraph break
    after every block element, and nothing from scripts, styles or comments.
 2. `normalize` gives every document the same spelling of the same text (Unicode NFC, ``\\n``
-   line ends, no control characters, no runs of spaces), so that exact de-duplication by hash
-   works and the tokenizer never sees two encodings of one character.
+   line ends, no control characters, no trailing spaces or runs of blank lines, one kind of
+   space), so that exact de-duplication by hash works and the tokenizer never sees two
+   encodings of one character. Spaces inside a line are kept: they are indentation and
+   alignment in code and tables.
 3. `check_quality` decides whether a document is worth keeping and, when it is not, names the
    reason. The thresholds live in `FilterConfig`, with their defaults documented there.
 
@@ -192,14 +194,20 @@ def html_to_text(html: str) -> str:
 
 # Every way of ending a line that Unicode knows, turned into "\n".
 _NEWLINES = re.compile(r"\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-# C0 and C1 control characters except tab and newline, and the byte-order mark.
-_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\ufeff]")
-# Any character that one of the two patterns above would change.
-_UNUSUAL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufeff\u2028\u2029]")
-# A run of two or more spaces/tabs *after* the first visible character of a line. Leading
-# indentation is kept on purpose: it carries meaning in code, lists and quoted text.
-_INNER_SPACES = re.compile(r"(?<=\S)[ \t\u00a0]{2,}(?=\S)")
-_TRAILING_SPACES = re.compile(r"[ \t\u00a0]+$", re.MULTILINE)
+# Removed: C0 and C1 control characters except tab and newline; invisible characters that
+# only break words apart for a tokenizer (byte-order mark / zero-width no-break space,
+# zero-width space, word joiner, soft hyphen). Zero-width (non-)joiners stay: they change how
+# emoji and some scripts render.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\ufeff\u200b\u2060\u00ad]")
+# Spaces of other widths (no-break, en, em, thin, ideographic, ...) become a plain space, one
+# for one, so that alignment is kept and " the" is always spelt the same way.
+_ODD_SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
+# Any character that one of the patterns above would change.
+_UNUSUAL = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufeff\u200b\u2060\u00ad\u2028\u2029"
+    r"\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]"
+)
+_TRAILING_SPACES = re.compile(r"[ \t]+$", re.MULTILINE)
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
 
 
@@ -208,28 +216,32 @@ def _has_any(text: str, needles) -> bool:
 
 
 def normalize(text: str) -> str:
-    """Return `text` in canonical form.
+    """Return `text` in canonical form, changing only what is noise.
 
     - ``\\r\\n``, ``\\r`` and the other Unicode line separators become ``\\n``;
-    - control characters (except tab and newline) and byte-order marks are removed;
+    - control characters (except tab and newline), byte-order marks, zero-width spaces, word
+      joiners and soft hyphens are removed;
+    - no-break, thin, em and other odd spaces become plain spaces, one for one;
     - Unicode NFC, so "é" is always one code point, never "e" plus a combining accent;
-    - runs of spaces inside a line collapse to one space and trailing spaces go, while leading
-      indentation stays (it matters in code);
-    - at most one blank line in a row, and no blank lines at either end.
+    - spaces and tabs at the end of a line go; at most one blank line in a row, and no blank
+      lines at either end.
+
+    Everything else inside a line is kept: leading indentation, runs of spaces that align
+    columns in code or tables, tabs. (Collapsing them would wreck the code that documentation
+    is full of, and undo what `html_to_text` keeps for ``<pre>``.)
 
     The function is idempotent: ``normalize(normalize(t)) == normalize(t)``. (That is why NFC
     comes after removing control characters: removing one can bring a letter and its accent
-    together.) Each regular expression runs only when a quick substring test says it could
-    change something, because most documents are already clean and `in` is far faster.
+    together.) Each regular expression runs only when a quick test says it could change
+    something, because most documents are already clean and `in` is far faster.
     """
     if _UNUSUAL.search(text):
         text = _NEWLINES.sub("\n", text)
         text = _CONTROL.sub("", text)
+        text = _ODD_SPACES.sub(" ", text)
     if not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
-    if _has_any(text, ("  ", "\t", "\u00a0")):
-        text = _INNER_SPACES.sub(" ", text)
-    if _has_any(text, (" \n", "\t\n", "\u00a0\n")) or text.endswith((" ", "\t", "\u00a0")):
+    if _has_any(text, (" \n", "\t\n")) or text.endswith((" ", "\t")):
         text = _TRAILING_SPACES.sub("", text)
     if "\n\n\n" in text:
         text = _MANY_BLANK_LINES.sub("\n\n", text)

@@ -21,12 +21,14 @@ def register(subparsers) -> None:
     defaults = FilterConfig()
     p = subparsers.add_parser(
         "prepare",
-        help="clean, de-duplicate and tokenize text into train.bin / val.bin",
+        help="clean, de-duplicate and tokenize text into train.bin / val.bin / test.bin",
         description=(
             "Clean (HTML to text, Unicode normalisation, quality filters), de-duplicate "
-            "(exact and MinHash near duplicates) and tokenize a corpus into train.bin, val.bin "
-            "and meta.json. Inputs are files or folders of .txt, .md, .html and .jsonl "
-            "(a 'text' field), or builtin:pydoc / builtin:stdlib."
+            "(exact and MinHash near duplicates) and tokenize a corpus into train.bin, val.bin, "
+            "test.bin, tokenizer.json and meta.json. Inputs are files or folders of .txt, .md, "
+            ".html and .jsonl (a 'text' field), or builtin:pydoc / builtin:stdlib. The folder is "
+            "written aside and renamed into place when complete; validation and test text "
+            "never train the tokenizer."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -60,7 +62,10 @@ def register(subparsers) -> None:
         metavar="MB",
         help="train the tokenizer on the first MB megabytes of training text",
     )
-    p.add_argument("--val-fraction", type=float, default=0.1, help="fraction of documents held out")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="fraction of documents held out for validation")
+    p.add_argument("--test-fraction", type=float, default=0.1,
+                   help="fraction of documents held out for the final test")
     p.add_argument(
         "--dedup-threshold",
         type=float,
@@ -95,6 +100,7 @@ def run_prepare(args) -> int:
         tokenizer=args.tokenizer,
         vocab_size=args.vocab_size,
         val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
         filters=filters,
         dedup_threshold=args.dedup_threshold,
         near_dedup=not args.no_near_dedup,
@@ -105,14 +111,14 @@ def run_prepare(args) -> int:
     cleaning = summary["cleaning"]
     counts = summary["counts"]
     print(CleaningReport.from_dict(cleaning).format())
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         c = counts[split]
         print(
             f"{split}.bin: {c['tokens']:,} tokens from {c['docs']:,} documents "
             f"({c['bytes'] / max(1, c['tokens']):.2f} bytes/token)"
         )
     print(
-        f"wrote {summary['out_dir']}/{{train.bin, val.bin, meta.json, tokenizer.json}} "
+        f"wrote {summary['out_dir']}/{{train.bin, val.bin, test.bin, meta.json, tokenizer.json}} "
         f"({summary['dtype']}, vocabulary {summary['tokenizer']['vocab_size']:,})"
     )
     if cleaning["files_skipped"]:

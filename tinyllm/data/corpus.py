@@ -12,7 +12,10 @@ JSON object per line, text in its ``"text"`` field), read as a stream: at most o
 and for large text files one chunk of a document, is in memory at a time.
 
 Splits are by document and deterministic: `is_validation(i, val_fraction)` sends document
-number 9, 19, 29, ... (for a tenth) to validation, whatever the machine or the run.
+number 9, 19, 29, ... (for a tenth) to validation, whatever the machine or the run;
+`SplitPlan` extends the rule to three splits (train / val / test) for `tinyllm prepare`, and
+`cut_into_pieces` cuts the documents of a small corpus at paragraph breaks so that the held-out
+splits exist even when the corpus is one file.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from pathlib import Path
 
 __all__ = [
     "BUILTIN_CORPORA",
+    "SplitPlan",
+    "cut_into_pieces",
     "builtin_documents",
     "builtin_split",
     "is_validation",
@@ -82,6 +87,92 @@ def split_documents(docs: list[str], val_fraction: float = 0.1) -> tuple[list[st
     if val_fraction > 0 and not val and len(train) >= 2:
         val.append(train.pop())
     return train, val
+
+
+class SplitPlan:
+    """Which split (``"train"``, ``"val"`` or ``"test"``) each of `n_units` units goes to.
+
+    The rule, deterministic and streamable: unit i is *held out* when
+    ``is_validation(i, val_fraction + test_fraction)``; held-out units then alternate between
+    val and test in proportion, the j-th going to test when ``is_validation(j, test_share)``
+    with ``test_share = test_fraction / (val_fraction + test_fraction)``. For 0.1 and 0.1 that
+    is units 4, 14, 24, ... to val and 9, 19, 29, ... to test.
+
+    A split asked for (fraction > 0) is never left empty when there are enough units: if the
+    rule gives val no unit, the last training unit goes to val (from 2 units on); if it gives
+    test none, the last training unit goes to test (from 3 units on). Training keeps at
+    least one unit.
+    """
+
+    SPLITS = ("train", "val", "test")
+
+    def __init__(self, n_units: int, val_fraction: float = 0.1, test_fraction: float = 0.1):
+        if not (0.0 <= val_fraction < 1.0 and 0.0 <= test_fraction < 1.0):
+            raise ValueError(
+                f"val_fraction and test_fraction must be in [0, 1), got {val_fraction} and "
+                f"{test_fraction}"
+            )
+        held = val_fraction + test_fraction
+        if held >= 1.0:
+            raise ValueError(f"val_fraction + test_fraction must be below 1, got {held}")
+        self.n_units = n_units
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self._held, self._test_share = held, (test_fraction / held if held else 0.0)
+        self._forced: dict[int, str] = {}
+        counts = self.counts()
+        for split, fraction, minimum in (("val", val_fraction, 2), ("test", test_fraction, 3)):
+            if fraction > 0 and counts[split] == 0 and n_units >= minimum:
+                last_train = max(i for i in range(n_units) if self(i) == "train")
+                self._forced[last_train] = split
+                counts = self.counts()
+
+    def _rule(self, index: int) -> str:
+        if not is_validation(index, self._held):
+            return "train"
+        held_index = math.floor(index * self._held + 1e-9)  # how many units before were held
+        return "test" if is_validation(held_index, self._test_share) else "val"
+
+    def __call__(self, index: int) -> str:
+        return self._forced.get(index) or self._rule(index)
+
+    def counts(self) -> dict[str, int]:
+        """How many units each split gets."""
+        counts = dict.fromkeys(self.SPLITS, 0)
+        for i in range(self.n_units):
+            counts[self(i)] += 1
+        return counts
+
+
+def cut_into_pieces(text: str, max_chars: int) -> list[str]:
+    """Cut `text` into consecutive pieces of at most about `max_chars` characters.
+
+    Cuts fall after a blank line (a paragraph break) when the piece has one, else after a line
+    end; a single line longer than `max_chars` stays whole. Joining the pieces gives `text`
+    back exactly (each piece keeps the newlines that end it).
+    """
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be positive, got {max_chars}")
+    pieces = []
+    start = 0
+    while len(text) - start > max_chars:
+        end = start + max_chars
+        cut = text.rfind("\n\n", start, end)
+        if cut >= start:
+            cut += 2
+        else:
+            cut = text.rfind("\n", start, end)
+            if cut >= start:
+                cut += 1
+            else:  # one long line: cut after its end
+                cut = text.find("\n", end)
+                if cut < 0:
+                    break
+                cut += 1
+        pieces.append(text[start:cut])
+        start = cut
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces
 
 
 # --------------------------------------------------------------------------------------------

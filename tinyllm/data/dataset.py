@@ -12,7 +12,11 @@ A corpus is tokenized once and stored as a flat array of token ids in a ``.bin``
 
 uint16 is used whenever the vocabulary fits (up to 65,536 ids), halving disk and page-cache
 use. `read_tokens` checks the header against the file size and memory-maps the tokens, so a
-multi-gigabyte shard costs no memory until its pages are touched.
+multi-gigabyte shard costs no memory until its pages are touched. A file is written under a
+temporary name (``NAME.partial``) and renamed when complete, so a file under its final name is
+whole. Inside a prepared folder (one with a ``meta.json``) the readers also refuse the file
+unless the folder carries the completion marker (see `tinyllm.data.prepared`). Every problem
+is a `DataFileError` (a ValueError) whose message starts with the file's name.
 
 `BatchLoader` draws random windows from such an array. Batch number k is drawn from a
 generator seeded with ``(seed, k)``, so its whole state is the pair (seed, step): saving it
@@ -22,18 +26,27 @@ in a checkpoint and restoring it makes training continue with exactly the next b
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["TokenWriter", "write_tokens", "read_tokens", "read_header", "BatchLoader",
-           "token_dtype", "MAGIC", "VERSION", "HEADER_SIZE"]  # fmt: skip
+           "token_dtype", "DataFileError", "MAGIC", "VERSION", "HEADER_SIZE"]  # fmt: skip
 
 MAGIC = b"TLLMTOK\0"
 VERSION = 1
 _HEADER = struct.Struct("<8sIIQQ")  # magic, version, bytes per token, token count, vocab size
 HEADER_SIZE = _HEADER.size  # 32 bytes
+
+
+class DataFileError(ValueError):
+    """A data file that cannot be used; the message starts with the file's path."""
+
+    def __init__(self, path, message: str) -> None:
+        self.path = os.fspath(path)
+        super().__init__(f"{self.path}: {message}")
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -50,8 +63,9 @@ def token_dtype(vocab_size: int) -> np.dtype:
 class TokenWriter:
     """Write a token file in pieces, so a corpus never has to be in memory at once.
 
-    The header is written first with a token count of 0 and rewritten by `close`, so a file
-    left behind by a crash is recognisably incomplete (its size disagrees with the header)::
+    The tokens go to ``PATH.partial`` first; `close` writes the final header and renames the
+    file to ``PATH``. Leaving the ``with`` block by an exception deletes the partial file, and
+    one left by a killed process has a token count of 0 in its header, so it is refused::
 
         with TokenWriter("train.bin", vocab_size=4096) as w:
             for ids in encoded_documents:
@@ -63,7 +77,8 @@ class TokenWriter:
         self.vocab_size = vocab_size
         self.dtype = token_dtype(vocab_size)
         self.count = 0
-        self._file = open(self.path, "wb")  # closed in close()
+        self.partial_path = self.path.with_name(self.path.name + ".partial")
+        self._file = open(self.partial_path, "wb")  # closed in close()
         self._file.write(_HEADER.pack(MAGIC, VERSION, self.dtype.itemsize, 0, vocab_size))
 
     def write(self, tokens) -> None:
@@ -82,19 +97,32 @@ class TokenWriter:
         self.count += tokens.size
 
     def close(self) -> None:
+        """Finish the file: final header, flushed to disk, renamed to its final name."""
         if self._file.closed:
             return
         self._file.seek(0)
         self._file.write(
             _HEADER.pack(MAGIC, VERSION, self.dtype.itemsize, self.count, self.vocab_size)
         )
+        self._file.flush()
+        os.fsync(self._file.fileno())
         self._file.close()
+        os.replace(self.partial_path, self.path)
+
+    def abort(self) -> None:
+        """Give up: close and delete the partial file; nothing appears under the final name."""
+        if not self._file.closed:
+            self._file.close()
+        self.partial_path.unlink(missing_ok=True)
 
     def __enter__(self) -> TokenWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def write_tokens(path: str | os.PathLike, tokens, vocab_size: int) -> Path:
@@ -104,39 +132,70 @@ def write_tokens(path: str | os.PathLike, tokens, vocab_size: int) -> Path:
     return writer.path
 
 
-def read_header(path: str | os.PathLike) -> dict:
-    """Read and validate the header of a token file; errors name the file and the problem."""
+def _check_folder_marker(path: Path) -> None:
+    """Refuse a token file in a prepared folder whose ``meta.json`` lacks the completion mark."""
+    meta_path = path.parent / "meta.json"
+    if not os.path.lexists(meta_path):
+        return  # a token file of its own, not part of a prepared folder
+    from tinyllm.data.prepared import read_meta
+
+    read_meta(path.parent)
+
+
+def read_header(path: str | os.PathLike, check_folder: bool = True) -> dict:
+    """Read and validate the header of a token file; errors name the file and the problem.
+
+    With `check_folder` (the default), a file inside a prepared folder is refused unless the
+    folder is complete (see `tinyllm.data.prepared.read_meta`).
+    """
     path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        raw = f.read(HEADER_SIZE)
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise DataFileError(path, "not a regular file")
+        size = info.st_size
+        with open(path, "rb") as f:
+            raw = f.read(HEADER_SIZE)
+    except OSError as err:
+        raise DataFileError(path, f"cannot be read ({err.strerror or err})") from None
+    if check_folder:
+        _check_folder_marker(path)
     if len(raw) < HEADER_SIZE:
-        raise ValueError(f"{path}: not a tinyllm token file (only {size} bytes, no header)")
+        raise DataFileError(path, f"not a tinyllm token file (only {size} bytes, no header)")
     magic, version, itemsize, count, vocab_size = _HEADER.unpack(raw)
     if magic != MAGIC:
-        raise ValueError(f"{path}: not a tinyllm token file (bad magic {magic!r})")
+        raise DataFileError(path, f"not a tinyllm token file (bad magic {magic!r})")
     if version != VERSION:
-        raise ValueError(f"{path}: token file version {version}, this tinyllm reads {VERSION}")
+        raise DataFileError(path, f"token file version {version}, this tinyllm reads {VERSION}")
     if itemsize not in (2, 4):
-        raise ValueError(f"{path}: corrupt header (bytes per token {itemsize}, expected 2 or 4)")
+        raise DataFileError(path, f"corrupt header (bytes per token {itemsize}, expected 2 or 4)")
+    if not 0 < vocab_size <= 1 << (8 * itemsize):
+        raise DataFileError(path, f"corrupt header (vocabulary size {vocab_size} does not fit "
+                            f"{itemsize}-byte tokens)")
     expected = HEADER_SIZE + count * itemsize
+    if count == 0 and size > HEADER_SIZE:
+        raise DataFileError(path, "incomplete: its writer was interrupted (the header counts "
+                            f"0 tokens, the file has {size - HEADER_SIZE:,} bytes of them)")
     if size != expected:
         problem = "truncated" if size < expected else "has trailing bytes"
-        raise ValueError(
-            f"{path}: file {problem}: header promises {count:,} tokens "
+        raise DataFileError(
+            path, f"file {problem}: header promises {count:,} tokens "
             f"({expected:,} bytes), file has {size:,} bytes"
         )
     return {"version": version, "dtype": np.dtype(f"<u{itemsize}"), "count": count,
             "vocab_size": vocab_size}  # fmt: skip
 
 
-def read_tokens(path: str | os.PathLike) -> np.ndarray:
+def read_tokens(path: str | os.PathLike, check_folder: bool = True) -> np.ndarray:
     """Memory-map the tokens of a token file (read-only) after validating its header."""
-    header = read_header(path)
+    header = read_header(path, check_folder)
     if header["count"] == 0:
         return np.zeros(0, dtype=header["dtype"])  # mmap cannot map zero bytes
-    return np.memmap(path, dtype=header["dtype"], mode="r", offset=HEADER_SIZE,
-                     shape=(header["count"],))  # fmt: skip
+    try:
+        return np.memmap(path, dtype=header["dtype"], mode="r", offset=HEADER_SIZE,
+                         shape=(header["count"],))  # fmt: skip
+    except (OSError, ValueError) as err:
+        raise DataFileError(path, f"cannot be mapped ({err})") from None
 
 
 class BatchLoader:

@@ -21,11 +21,14 @@ def register(subparsers) -> None:
     parser.set_defaults(func=lambda args: _help(parser))
 
     train = actions.add_parser(
-        "train", help="train a tokenizer on text files",
-        description="Train byte-level BPE on UTF-8 text files (each file one document) and "
-        "save it as JSON. Prints the compression reached, in bytes per token.")
+        "train", help="train a tokenizer on text files or folders",
+        description="Train byte-level BPE on files or folders and save it as JSON. Inputs are "
+        "read and cleaned as `tinyllm prepare` reads them: folders are walked for .txt, .md, "
+        ".html and .jsonl files, HTML becomes its visible text, every document is normalised "
+        "(Unicode NFC, line ends, trailing spaces). prepare's quality filters and "
+        "de-duplication are not applied. Prints the compression reached, in bytes per token.")
     train.add_argument("--input", nargs="+", required=True, metavar="PATH",
-                       help="UTF-8 text files to train on")
+                       help="files or folders (.txt, .md, .html, .jsonl with a 'text' field)")
     train.add_argument("--vocab-size", type=int, required=True, metavar="N",
                        help="256 bytes + merges + special tokens")
     train.add_argument("--out", required=True, metavar="PATH", help="tokenizer file to write")
@@ -66,20 +69,45 @@ def _read(path) -> str:
         return f.read()
 
 
+def read_training_texts(paths) -> list[str]:
+    """The documents of files and folders, read and cleaned as `tinyllm prepare` does (HTML to
+    text, `normalize`); unreadable files are named on stderr, never skipped silently."""
+    from tinyllm.data.clean import normalize
+    from tinyllm.data.corpus import iter_documents
+
+    def on_error(path: str, error: str) -> None:
+        print(f"warning: skipped unreadable input {path}: {error}", file=sys.stderr)
+
+    texts = [normalize(doc) for doc in iter_documents(paths, on_error=on_error)]
+    return [text for text in texts if text]
+
+
 def _train(args) -> int:
     from .bpe import BPETokenizer
+    from .train import number_of_merges, shortfall_warning, size_warning
 
+    number_of_merges(args.vocab_size, args.special_tokens)  # a bad size fails before reading
     started = time.perf_counter()
-    texts = [_read(path) for path in args.input]
+    texts = read_training_texts(args.input)
     read_seconds = time.perf_counter() - started
+    if not texts:
+        raise ValueError(f"no text found in {' '.join(args.input)} (folders are searched for "
+                         ".txt, .md, .html, .htm and .jsonl files)")
+    n_special = len(args.special_tokens)
+    n_bytes = sum(len(text.encode("utf-8")) for text in texts)
+    if message := size_warning(len(texts), n_bytes, args.vocab_size, n_special):
+        print(f"warning: {message}", file=sys.stderr)
     tok = BPETokenizer.train(texts, args.vocab_size, pattern=args.pattern,
                              special_tokens=args.special_tokens, progress=not args.no_progress)
+    if message := shortfall_warning(len(tok.merges), args.vocab_size, n_special):
+        print(f"warning: {message}", file=sys.stderr)
     tok.save(args.out)
     if args.hf_out:
         tok.save_hf(args.hf_out)
     r = tok.train_result
     n_special = len(tok.special_tokens)
-    print(f"read {len(texts)} file(s), {r.n_bytes / 1e6:.2f} MB, in {read_seconds:.2f} s")
+    print(f"read {len(texts)} document(s), {r.n_bytes / 1e6:.2f} MB (cleaned as prepare cleans),"
+          f" in {read_seconds:.2f} s")
     print(f"split into {r.n_chunks:,} chunks ({r.n_distinct_chunks:,} distinct); "
           f"trained {len(tok.merges):,} merges in {r.seconds:.2f} s")
     print(f"vocab_size {tok.vocab_size} = 256 bytes + {len(tok.merges)} merges + "

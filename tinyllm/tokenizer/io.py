@@ -47,7 +47,7 @@ import json
 import os
 
 from .bpe import TableError
-from .patterns import PATTERNS
+from .patterns import GPT4_V1_SPLIT_PATTERN, PATTERNS
 
 FORMAT_NAME = "tinyllm-bpe"
 FORMAT_VERSION = 1
@@ -140,7 +140,10 @@ def load_json(path, cls):
     pattern, name = data["pattern"], data.get("pattern_name")
     if not isinstance(pattern, str):
         raise TokenizerFileError(path, '"pattern" must be a string')
-    if name is not None and PATTERNS.get(name) != pattern:
+    # Files saved before "gpt4" became the current cl100k pattern say "gpt4" with the older
+    # pattern; they keep it (under the name "gpt4-v1") so they encode as they were trained.
+    legacy = name == "gpt4" and pattern == GPT4_V1_SPLIT_PATTERN
+    if name is not None and PATTERNS.get(name) != pattern and not legacy:
         raise TokenizerFileError(path, f'"pattern_name" {name!r} does not match "pattern"')
     specials = data["special_tokens"]
     if not isinstance(specials, dict) or not all(_is_int(i) for i in specials.values()):

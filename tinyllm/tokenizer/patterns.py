@@ -10,9 +10,14 @@ package (the standard `re` module has no `\\p{L}` Unicode classes nor possessive
 - ``"gpt2"``: GPT-2's pattern. Contractions, an optional space followed by letters, or by
   digits, or by other symbols, then whitespace (all but the last whitespace character of a run
   that is followed by a word, so the word can take it as its leading space).
-- ``"gpt4"``: the ``cl100k_base`` pattern of GPT-3.5/GPT-4. Case-insensitive contractions,
-  numbers in groups of at most three digits, punctuation that swallows the newlines after it,
-  and runs of newlines kept together (good for code).
+- ``"gpt4"``: the ``cl100k_base`` pattern of GPT-3.5/GPT-4, character for character as
+  tiktoken publishes it today. Case-insensitive contractions, numbers in groups of at most
+  three digits, punctuation that swallows the newlines after it, runs of newlines kept
+  together (good for code), and whitespace at the very end of a text kept as one chunk
+  (``\\s++$``: ``"hello\\n  "`` splits as ``["hello", "\\n  "]``).
+- ``"gpt4-v1"``: the pattern tinyllm called "gpt4" before, without that end-of-text rule. It
+  is not offered for new tokenizers; it exists so that tokenizer files saved with it keep
+  encoding exactly as they were trained (`tinyllm.tokenizer.io` maps them to this name).
 
 Any other string is used as a custom pattern.
 """
@@ -27,12 +32,21 @@ GPT2_SPLIT_PATTERN = (
     r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 )
 
+# tiktoken_ext/openai_public.py, cl100k_base's pat_str.
 GPT4_SPLIT_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+
+GPT4_V1_SPLIT_PATTERN = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
     r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
 )
 
-PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
+PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN,
+            "gpt4-v1": GPT4_V1_SPLIT_PATTERN}  # fmt: skip
+# Names a user may pick for a new tokenizer.
+PUBLIC_PATTERNS = ("gpt2", "gpt4")
 
 # Safe cuts, for caching whole lines. A position p of a text T is a *safe cut* for a split
 # pattern when splitting T[:p] and T[p:] separately gives the same chunks as splitting T. Then
@@ -40,8 +54,9 @@ PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
 # dict lookup instead of a regex split: that is the line cache of `BPETokenizer`. The
 # `findall` of these patterns returns segments that end at safe cuts (and a final empty one).
 #
-# gpt4: p is safe when T[p-1] is "\n" and T[p:] starts with a line's indentation and then a
-# non-space, i.e. matches [^\S\r\n]*\S. Check each alternative of the split pattern:
+# gpt4 (and gpt4-v1, which lacks the \s++$ alternative): p is safe when T[p-1] is "\n" and
+# T[p:] starts with a line's indentation and then a non-space, i.e. matches [^\S\r\n]*\S.
+# Check each alternative of the split pattern:
 #   - no alternative can match "\n" followed by a non-space: letters and numbers exclude "\n";
 #     punctuation takes newlines only at its end ([\r\n]*); the rest is whitespace. So every
 #     match containing T[p-1] ends at p: p is a chunk boundary of T.
@@ -52,6 +67,9 @@ PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
 #     runs through the indentation in T, backs off to the last newline (T[p-1]) and ends at p,
 #     as it does when the text ends at p. \s+(?!\S) and \s+ are tried only when \s*[\r\n]
 #     failed, i.e. when the whitespace run holds no newline, so they never reach T[p-1].
+#   - \s++$ matches only a whitespace run that reaches the end of the text. In T[:p] it can
+#     match a run ending at p, where in T it fails (T[p:] has a non-space after the
+#     indentation) and \s*[\r\n] matches that same run, up to T[p-1]. Same chunk either way.
 # gpt2: its \s+(?!\S) leaves the last whitespace character for the next word, so a line's
 # indentation belongs to the previous newline, and a run "\n\n" + word splits differently when
 # cut. p is safe when T[p-1] is "\n", T[p-2] is not whitespace (or p == 1) and T[p] is not
@@ -61,6 +79,7 @@ PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
 # Both claims are also checked by hypothesis tests on texts full of whitespace variants.
 SEGMENT_PATTERNS = {
     "gpt4": r"[^\n]*(?:\n(?![^\S\r\n]*\S)[^\n]*)*\n?",
+    "gpt4-v1": r"[^\n]*(?:\n(?![^\S\r\n]*\S)[^\n]*)*\n?",
     "gpt2": r"[^\n]*(?:(?<=\s)\n[^\n]*|\n(?!\S)[^\n]*)*\n?",
 }
 
@@ -70,12 +89,17 @@ SEGMENT_PATTERNS = {
 # text \p{L} is [A-Za-z], \p{N} is [0-9] and `regex`'s \s is [\t\n\v\f\r ] (it does not count
 # \x1c-\x1f, unlike str.isspace). The possessive quantifiers (which `re` lacks before Python
 # 3.11) can be dropped: "[^...]?+" before letters gives nothing back that a letter run could use,
-# and in "[^...]++[\r\n]*" nothing after the run can fail. `str.isascii()` costs nothing (CPython
-# marks ASCII strings), so choosing the twin is free.
+# and in "[^...]++[\r\n]*" nothing after the run can fail; in gpt4's "\s++$", backtracking
+# could only stop the run early, where "$" fails (a shorter run is followed by whitespace, and
+# "$" before a final "\n" cannot be reached: that "\n" would end the run). `str.isascii()`
+# costs nothing (CPython marks ASCII strings), so choosing the twin is free.
 ASCII_PATTERNS = {
     "gpt2": r"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\t\n\v\f\r 0-9A-Za-z]+"""
     r"""|[\t\n\v\f\r ]+(?![^\t\n\v\f\r ])|[\t\n\v\f\r ]+""",
     "gpt4": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n0-9A-Za-z]?[A-Za-z]+|[0-9]{1,3}"""
+    r"""| ?[^\t\n\v\f\r 0-9A-Za-z]+[\r\n]*|[\t\n\v\f\r ]+$|[\t\n\v\f\r ]*[\r\n]"""
+    r"""|[\t\n\v\f\r ]+(?![^\t\n\v\f\r ])|[\t\n\v\f\r ]""",
+    "gpt4-v1": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n0-9A-Za-z]?[A-Za-z]+|[0-9]{1,3}"""
     r"""| ?[^\t\n\v\f\r 0-9A-Za-z]+[\r\n]*|[\t\n\v\f\r ]*[\r\n]"""
     r"""|[\t\n\v\f\r ]+(?![^\t\n\v\f\r ])|[\t\n\v\f\r ]+""",
 }

@@ -37,12 +37,57 @@ Each merge thus touches only the chunks that contain the merged pair.
 from __future__ import annotations
 
 import heapq
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .patterns import compile_pattern, make_split_long, resolve_pattern, special_token_pattern
+
+
+# --------------------------------------------------------------------------------------------
+# Progress and warnings
+# --------------------------------------------------------------------------------------------
+def progress_bar(total, desc: str, unit: str):
+    """A tqdm bar on a terminal; plain periodic lines when stderr is a log file (no carriage
+    returns), from `tinyllm.progress`."""
+    if not sys.stderr.isatty():
+        from tinyllm.progress import progress_bar as lines
+
+        return lines(total=total, desc=desc, unit=unit)
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, mininterval=0.5)
+
+
+#: Below this many bytes of training text per merge asked for, `size_warning` warns.
+MIN_BYTES_PER_MERGE = 50
+
+
+def size_warning(n_texts: int, n_bytes: int, vocab_size: int, n_special: int = 1) -> str | None:
+    """A warning, to print before training, when the text is small for the vocabulary.
+
+    Late merges of a vocabulary trained on too little text are fitted to a handful of words,
+    and training stops early when no pair is left; both waste embedding rows.
+    """
+    merges = max(0, vocab_size - 256 - n_special)
+    if n_bytes >= MIN_BYTES_PER_MERGE * merges:
+        return None
+    return (f"the tokenizer's training text ({n_texts:,} texts, {n_bytes:,} bytes) is small for "
+            f"a {vocab_size:,}-token vocabulary: {merges:,} merges want about "
+            f"{MIN_BYTES_PER_MERGE * merges:,} bytes, so training may stop early and late merges "
+            "fit a handful of words; consider a smaller vocabulary")
+
+
+def shortfall_warning(n_merges: int, vocab_size: int, n_special: int = 1) -> str | None:
+    """A warning, after training, when fewer merges were made than the vocabulary asked for."""
+    wanted = vocab_size - 256 - n_special
+    if n_merges >= wanted:
+        return None
+    return (f"tokenizer training stopped after {n_merges:,} of {wanted:,} merges (no pair of "
+            f"tokens left to merge): the vocabulary has {256 + n_merges + n_special:,} tokens, "
+            f"not {vocab_size:,}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,14 +124,19 @@ def count_chunks(text_or_iterable, pattern: str, special_tokens=(),
     split = make_split_long(resolve_pattern(pattern)[1])
     counts: Counter = Counter()
     texts = iter_texts(text_or_iterable)
+    bar = None
     if progress:
-        from tqdm import tqdm
-
         total = 1 if isinstance(text_or_iterable, str) else getattr(text_or_iterable, "__len__",
                                                                      lambda: None)()
-        texts = tqdm(texts, desc="splitting", unit="text", total=total)
-    for piece in iter_pieces(texts, special_tokens):
-        counts.update(split(piece))  # Counter.update of a list counts in C
+        bar = progress_bar(total, "splitting", "text")
+    special = special_token_pattern(special_tokens)
+    for text in texts:
+        for piece in [text] if special is None else special.split(text):
+            counts.update(split(piece))  # Counter.update of a list counts in C
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     return counts
 
 
@@ -323,11 +373,7 @@ def train_bpe(text_or_iterable, vocab_size: int, pattern: str = "gpt4", special_
     freqs = list(chunk_counts.values())
     index = _PairIndex(words, freqs)
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n_merges, desc="merges", unit="merge")
+    bar = progress_bar(n_merges, "merges", "merge") if progress else None
     merges: dict[tuple[int, int], int] = {}
     for k in range(n_merges):
         pair = index.pop_best()
