@@ -9,6 +9,7 @@ them. A requirement without a `>=` floor is left to pip. `--only numpy` limits t
 import argparse
 import pathlib
 import re
+
 import tomllib
 
 REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*([^;]*)(;.*)?$")

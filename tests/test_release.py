@@ -176,8 +176,9 @@ def test_the_wheel_alone_trains_outside_the_source_tree(tmp_path):
                             "autograd.__file__)"], cwd=work, env=env, capture_output=True, text=True)
     assert where.returncode == 0, where.stderr
     assert all(pathlib.Path(p).is_relative_to(site) for p in where.stdout.split()), where.stdout
-    run = subprocess.run([sys.executable, "-m", "tinyllm", "train", "--preset", "tiny", "--max-steps", "3",
-                          "--eval-interval", "3", "--eval-batches", "1", "--out", str(work / "run"),
-                          "--quiet"], cwd=work, env=env, capture_output=True, text=True)
+    train = ["train", "--preset", "tiny", "--max-steps", "3", "--eval-tokens", "2048", "--sample-tokens", "8",
+             "--out", str(work / "run"), "--quiet"]
+    run = subprocess.run([sys.executable, "-m", "tinyllm", *train], cwd=work, env=env, capture_output=True,
+                         text=True)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert (work / "run" / "summary.json").is_file()
