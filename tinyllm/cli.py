@@ -17,6 +17,8 @@ _COMMAND_MODULES = (
     "tinyllm.tokenizer.cli",  # tinyllm tokenizer train|encode|decode
     "tinyllm.data.cli",  # tinyllm prepare
     "tinyllm.train_cli",  # tinyllm train, tinyllm sample, tinyllm plot
+    "tinyllm.align.cli",  # tinyllm finetune, tinyllm chat
+    "tinyllm.align.dpo_cli",  # tinyllm dpo
 )
 
 

@@ -13,12 +13,18 @@ MISSING_MATPLOTLIB = ("matplotlib is not installed, so no loss.png: install the 
                       "(pip install '.[plot]'), then draw it with: tinyllm plot RUN")
 
 
+# Evaluation losses a run records, and their labels: a run without a validation split
+# evaluates on its training split and says so in the key.
+EVALUATIONS = {"val_loss": "validation", "train_eval_loss": "training split (no validation)"}
+
+
 def read_losses(metrics_path):
-    """(train, val): lists of (step, loss) from metrics.jsonl. A line that is not JSON is
-    refused naming the file and line (a line cut short by a crash is the last one: skipped)."""
+    """(train, evaluations): train is a list of (step, loss); evaluations maps each label of
+    EVALUATIONS found to its list of (step, loss). From metrics.jsonl; a line that is not JSON
+    is refused naming the file and line (a last line cut short by a crash is skipped)."""
     path = Path(metrics_path)
     lines = path.read_text().splitlines()
-    train, val = [], []
+    train, evaluations = [], {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -32,13 +38,14 @@ def read_losses(metrics_path):
             continue
         if "loss" in rec:
             train.append((rec["step"], rec["loss"]))
-        if "val_loss" in rec:
-            val.append((rec["step"], rec["val_loss"]))
-    return train, val
+        for key, label in EVALUATIONS.items():
+            if key in rec:
+                evaluations.setdefault(label, []).append((rec["step"], rec[key]))
+    return train, evaluations
 
 
 def plot_losses(metrics_path, out_path, strict=False) -> Path | None:
-    """Train and validation loss against step, from metrics.jsonl, as a PNG.
+    """Train and evaluation loss against step, from metrics.jsonl, as a PNG.
     Returns the path, or None when matplotlib is not installed (`strict`: raise RuntimeError
     saying how to install it)."""
     try:
@@ -50,14 +57,14 @@ def plot_losses(metrics_path, out_path, strict=False) -> Path | None:
         if strict:
             raise RuntimeError(MISSING_MATPLOTLIB) from None
         return None
-    train, val = read_losses(metrics_path)
-    if strict and not (train or val):
+    train, evaluations = read_losses(metrics_path)
+    if strict and not (train or evaluations):
         raise ValueError(f"{metrics_path}: no losses recorded yet")
     fig, ax = plt.subplots(figsize=(7, 4))
     if train:
         ax.plot(*zip(*train), label="train", alpha=0.6)
-    if val:
-        ax.plot(*zip(*val), "o-", label="validation")
+    for label, points in evaluations.items():
+        ax.plot(*zip(*points), "o-", label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats per token)")
     ax.set_title("tinyllm training")

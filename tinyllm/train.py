@@ -37,6 +37,7 @@ class TrainConfig:
     out_dir: str | None = None  # None: runs/tinyllm, or the first free runs/tinyllm-N
     data: str = "builtin:pydoc"  # a prepared folder, files or folders of text, or builtin:NAME
     tokenizer: str | None = None  # a saved tokenizer; None trains one with `vocab_size`
+    init_from: str | None = None  # start from this run's weights and tokenizer (init_from.py)
     batch_size: int = 16
     grad_accum: int = 1
     max_steps: int = 2000
@@ -187,10 +188,16 @@ class Trainer:
         if resume:
             saved = ckpt.read_json(self.run_dir / "config.json")
             self.model_cfg = GPTConfig.from_dict(saved["model"])
+        elif cfg.init_from:  # continued pre-training: the run's architecture and tokenizer
+            from tinyllm import init_from
+
+            self.model_cfg, cfg.tokenizer = init_from.init_config(cfg)
         else:
             self.model_cfg = GPTConfig(**cfg.model)
         self.tok, train, val, test = load_data(cfg, self.model_cfg.vocab_size, self.run_dir,
                                                self.log, resume=resume)
+        if cfg.init_from and not resume:
+            init_from.check_same_tokenizer(self.tok, cfg)
         if self.tok.vocab_size != self.model_cfg.vocab_size:
             self.model_cfg = GPTConfig(**{**self.model_cfg.to_dict(),
                                           "vocab_size": self.tok.vocab_size})
@@ -210,6 +217,8 @@ class Trainer:
                      f"window of {T}); its numbers will be noisy")
         self.test_tokens = test if test is not None and len(test) >= 2 else None
         self.model = GPT(self.model_cfg, seed=cfg.seed)
+        if cfg.init_from and not resume:
+            init_from.load_init_weights(self.model, cfg)
         self.optimizer = optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
                                      betas=(cfg.beta1, cfg.beta2))
         self.step = 0

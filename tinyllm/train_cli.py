@@ -46,7 +46,8 @@ _HELP = {
     "beta1": "AdamW beta1", "beta2": "AdamW beta2",
     "grad_clip": "clip the gradient norm to this",
     "eval_interval": "evaluate, sample and save a checkpoint every N steps",
-    "eval_tokens": "score the whole validation split up to this many tokens, else a seeded sample of windows",
+    "eval_tokens": "score the whole validation split up to this many tokens, else a seeded "
+                   "sample of windows",
     "sample_tokens": "tokens sampled at each evaluation",
     "seed": "seed of initialisation, batches and dropout",
     "device": "where to train (cuda needs CuPy)",
@@ -111,7 +112,8 @@ def register(subparsers):
                    help="model size and schedule to start from (default: small)")
     p.add_argument("--resume", metavar="RUN", help="continue the run saved in RUN")
     p.add_argument("--out", dest="out_dir", default=None, metavar="RUN",
-                   help="run folder to write (default: runs/tinyllm)")
+                   help="run folder to write (default: runs/tinyllm, or the first free "
+                        "runs/tinyllm-N)")
     p.add_argument("--out-dir", dest="out_dir", help=argparse.SUPPRESS)  # old name of --out
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
@@ -151,7 +153,7 @@ def register(subparsers):
 
 def config_from_args(args) -> TrainConfig:
     model_over, train_over = PRESETS[args.preset]
-    model = dict(model_over)
+    model = {} if args.init_from else dict(model_over)  # --init-from: the run's model
     train = dict(train_over)
     for f in dataclasses.fields(GPTConfig):
         if getattr(args, f.name, None) is not None:

@@ -17,6 +17,7 @@ from autograd.nn.layers import (
     default_rng,
     manual_seed,
 )
+from autograd.nn.lora import LoRALinear, disable_adapters, lora_layers
 from autograd.nn.module import (
     LoadResult,
     Module,
@@ -30,4 +31,5 @@ __all__ = [
     "Module", "Parameter", "Sequential", "ModuleList", "LoadResult", "StateDictError",
     "Linear", "Embedding", "LayerNorm", "RMSNorm", "Dropout", "CausalSelfAttention",
     "manual_seed", "default_rng",
+    "LoRALinear", "disable_adapters", "lora_layers",
 ]

@@ -421,3 +421,24 @@ def _draw_attention(data):
 
 spec(A.ScaledDotProductAttention, lambda q, k, v, causal, mask: F.scaled_dot_product_attention(
     q, k, v, causal=causal, mask=mask), _np_attention, _draw_attention)
+
+
+# ---- the LoRA layer's op (autograd/nn/lora.py) -----------------------------------------------
+from autograd.nn.lora import LoRALinearFn  # noqa: E402
+
+
+def _draw_lora(data):
+    lead = data.draw(ags.shapes(min_dims=1, max_dims=2))
+    n_in, n_out, r = (data.draw(st.integers(1, 4)) for _ in range(3))
+    x, h = (data.draw(ags.arrays((*lead, n_in))) for _ in range(2))
+    arrays = (x, h, *(data.draw(ags.arrays(s)) for s in ((n_in, n_out), (n_in, r), (r, n_out))))
+    if data.draw(st.booleans()):
+        arrays += (data.draw(ags.arrays((n_out,))),)
+    return arrays, {"scale": data.draw(st.sampled_from([0.5, 2.0]))}
+
+
+spec(LoRALinearFn, lambda x, h, w, a, bm, b=None, scale=1.0: LoRALinearFn.apply(
+    x, h, w, a, bm, *(() if b is None else (b,)), scale=scale),
+    lambda x, h, w, a, bm, b=None, scale=1.0: x @ w + scale * (h @ a) @ bm + (0 if b is None
+                                                                              else b),
+    _draw_lora)

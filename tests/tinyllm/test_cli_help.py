@@ -125,3 +125,14 @@ def test_plot_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert main(["plot", str(run)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install '.[plot]'" in err
+
+
+def test_plot_reads_every_evaluation_a_run_records(tmp_path):
+    from tinyllm.plot import read_losses
+
+    run = tmp_path / "run"
+    write_metrics(run, ['{"step": 1, "loss": 3.0}', '{"step": 2, "loss": 2.0}',
+                        '{"step": 2, "train_eval_loss": 2.5}', '{"step": 2, "test_loss": 9}'])
+    train, evaluations = read_losses(run / "metrics.jsonl")
+    assert train == [(1, 3.0), (2, 2.0)]
+    assert evaluations == {"training split (no validation)": [(2, 2.5)]}

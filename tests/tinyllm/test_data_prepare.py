@@ -224,3 +224,19 @@ def test_progress_in_a_log_file_is_plain_lines(tmp_path, corpus, capsys):
     err = capsys.readouterr().err  # captured: not a terminal, as when logging to a file
     assert "\r" not in err
     assert "tokenizing" in err and "kept 12 of" in err
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"vocab_size": 100}, "at least 257"),
+    ({"pattern": "("}, "invalid split pattern"),
+    ({"val_fraction": 0.6, "test_fraction": 0.5}, "below 1"),
+    ({"test_fraction": -0.1}, "must be in"),
+])
+def test_bad_arguments_fail_before_any_work(tmp_path, corpus, kw, message, monkeypatch):
+    import tinyllm.data.prepare as module
+
+    root, _ = corpus
+    monkeypatch.setattr(module, "_input_bytes", lambda *a: pytest.fail("work started"))
+    with pytest.raises(ValueError, match=message):
+        prepare([root], tmp_path / "out", progress=False, **kw)
+    assert not (tmp_path / "out").exists()

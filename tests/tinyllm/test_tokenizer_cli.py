@@ -77,7 +77,7 @@ def test_encode_from_file_and_decode_from_stdin(tmp_path, corpus, capsys, monkey
 
 def test_errors(tmp_path, capsys):
     assert run(["tokenizer"]) == 2  # no action: help
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match="missing.json"):
         run(["tokenizer", "decode", "--tokenizer", str(tmp_path / "missing.json"), "1"])
     BPETokenizer.train("abc", 260).save(tmp_path / "tok.json")
     with pytest.raises(ValueError, match="must be integers"):

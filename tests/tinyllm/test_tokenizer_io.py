@@ -98,7 +98,7 @@ def test_not_utf8_and_missing_files(tmp_path):
     (tmp_path / "bin.json").write_bytes(b"\xff\xfe{}")
     with pytest.raises(TokenizerFileError, match="not UTF-8"):
         BPETokenizer.load(tmp_path / "bin.json")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(TokenizerFileError, match="missing.json: cannot be read"):
         BPETokenizer.load(tmp_path / "missing.json")
 
 

@@ -31,10 +31,8 @@ Inputs are paths of files or folders (see `tinyllm.data.corpus.iter_documents`) 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import struct
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -61,6 +59,14 @@ from tinyllm.data.prepared import (
     read_meta,
     tokenizer_sha256,
 )
+from tinyllm.data.staging import (
+    check_replaceable,
+    move_into_place,
+    read_docs,
+    remove_stale_temporaries,
+    write_doc,
+    write_json_atomically,
+)
 
 __all__ = ["prepare", "EmptyCorpusError", "EOT", "BUILTIN_PREFIX", "provenance",
            "SMALL_CORPUS_DOCS", "MIN_PIECE_CHARS"]  # fmt: skip
@@ -68,7 +74,6 @@ __all__ = ["prepare", "EmptyCorpusError", "EOT", "BUILTIN_PREFIX", "provenance",
 EOT = "<|endoftext|>"  # the special token written after every document
 BUILTIN_PREFIX = "builtin:"
 _BATCH_BYTES = 1 << 20  # documents are deduplicated and tokenized about 1 MB at a time
-_LENGTH = struct.Struct("<I")  # length prefix of each document in the temporary file
 # The tokenizer caches the encodings of chunks and whole lines. On a large corpus of mostly
 # unique lines that cache holds hundreds of megabytes of lines never seen again, so we empty
 # it after every this many bytes of text (it refills with the frequent chunks at once).
@@ -77,10 +82,6 @@ _CLEAR_CACHE_BYTES = 16 << 20
 SMALL_CORPUS_DOCS = 20
 PIECES_WANTED = 50
 MIN_PIECE_CHARS = 256
-# Files that a prepared folder may hold: only a folder made of these is replaced.
-_PREPARED_FILES = {"train.bin", "val.bin", "test.bin", "meta.json", "tokenizer.json",
-                   ".kept_documents.tmp", "train.bin.partial", "val.bin.partial",
-                   "test.bin.partial"}  # fmt: skip
 
 
 class EmptyCorpusError(ValueError):
@@ -142,25 +143,6 @@ def _batches(docs: Iterable, batch_bytes: int, size=len) -> Iterator[list]:
 
 
 # --------------------------------------------------------------------------------------------
-# The temporary file of kept documents: a length-prefixed UTF-8 string per document
-# --------------------------------------------------------------------------------------------
-
-
-def _write_doc(f, text: str) -> int:
-    data = text.encode("utf-8")
-    f.write(_LENGTH.pack(len(data)))
-    f.write(data)
-    return len(data)
-
-
-def _read_docs(path: Path) -> Iterator[str]:
-    with open(path, "rb") as f:
-        while header := f.read(_LENGTH.size):
-            (length,) = _LENGTH.unpack(header)
-            yield f.read(length).decode("utf-8")
-
-
-# --------------------------------------------------------------------------------------------
 # The pipeline
 # --------------------------------------------------------------------------------------------
 
@@ -181,69 +163,6 @@ def _eot_id(tokenizer) -> int:
             f"token files; train one with special_tokens=[{EOT!r}]"
         )
     return eot
-
-
-# --------------------------------------------------------------------------------------------
-# The output folder: built aside, renamed into place
-# --------------------------------------------------------------------------------------------
-
-
-def _check_replaceable(out_dir: Path) -> None:
-    """Refuse to replace a folder that holds anything but a prepared folder's files."""
-    if not out_dir.exists() and not out_dir.is_symlink():
-        return
-    if not out_dir.is_dir() or out_dir.is_symlink():
-        raise ValueError(f"{out_dir}: exists and is not a folder; choose another output folder")
-    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in _PREPARED_FILES)
-    if foreign:
-        raise ValueError(
-            f"{out_dir}: exists and holds files that are not prepared data ({', '.join(foreign[:3])}"
-            f"{', ...' if len(foreign) > 3 else ''}); choose another output folder"
-        )
-
-
-def _remove_stale_temporaries(out_dir: Path) -> None:
-    """Delete temporary folders left by a prepare into `out_dir` that was killed."""
-    for path in out_dir.parent.glob(f".{out_dir.name}.preparing-*"):
-        pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def _move_into_place(temp_dir: Path, out_dir: Path) -> None:
-    """Rename the finished `temp_dir` to `out_dir`, replacing an old prepared folder."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.replaced-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_dir, old)
-    os.replace(temp_dir, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_json_atomically(path: Path, data: dict) -> None:
-    temp = path.with_name(path.name + ".partial")
-    with open(temp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(data, indent=2) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
-
-
-# --------------------------------------------------------------------------------------------
-# The pipeline
-# --------------------------------------------------------------------------------------------
 
 
 def prepare(
@@ -295,12 +214,16 @@ def prepare(
     filters = filters or FilterConfig()
     SplitPlan(0, val_fraction, test_fraction)  # check the fractions before any work
     tokenizer = _load_tokenizer(tokenizer)
-    if tokenizer is None and vocab_size < 257:
-        raise ValueError(f"vocab_size must be at least 257 (256 bytes and {EOT}), got "
-                         f"{vocab_size}")
+    if tokenizer is None:
+        from tinyllm.tokenizer.patterns import resolve_pattern
+
+        if vocab_size < 257:
+            raise ValueError(f"vocab_size must be at least 257 (256 bytes and {EOT}), got "
+                             f"{vocab_size}")
+        resolve_pattern(pattern)  # a bad pattern fails now, not after the first pass
     if tokenizer is not None:
         _eot_id(tokenizer)  # fail before the long first pass, not after it
-    _check_replaceable(out_dir)
+    check_replaceable(out_dir)
     origin = provenance(inputs, vocab_size, tokenizer, pattern=pattern,
                         tokenizer_sample_mb=tokenizer_sample_mb, val_fraction=val_fraction,
                         test_fraction=test_fraction, filters=filters,
@@ -317,7 +240,7 @@ def prepare(
         print(f"warning: {message}", file=sys.stderr, flush=True)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out_dir)
+    remove_stale_temporaries(out_dir)
     temp_dir = out_dir.with_name(f".{out_dir.name}.preparing-{os.getpid()}")
     shutil.rmtree(temp_dir, ignore_errors=True)
     temp_dir.mkdir()
@@ -329,9 +252,9 @@ def prepare(
         meta["provenance"] = origin
         meta["warnings"] = warnings
         meta["complete"] = True  # the marker: written last, in the file written last
-        _write_json_atomically(temp_dir / "meta.json", meta)
+        write_json_atomically(temp_dir / "meta.json", meta)
         read_meta(temp_dir)  # what we wrote must read back
-        _move_into_place(temp_dir, out_dir)
+        move_into_place(temp_dir, out_dir)
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
     return {**meta, "out_dir": str(out_dir), **extra}
@@ -361,7 +284,7 @@ def _prepare_into(inputs, folder: Path, tokenizer, vocab_size, val_fraction, tes
                     report.drop(text, reason)
                     continue
                 report.keep(text)
-                kept_bytes += _write_doc(temp, text)
+                kept_bytes += write_doc(temp, text)
                 kept_chars += len(text)
                 kept += 1
     bar.close()
@@ -459,7 +382,7 @@ def _prepare_into(inputs, folder: Path, tokenizer, vocab_size, val_fraction, tes
 
 def _units(temp_path: Path, piece_chars: int | None) -> Iterator[tuple[str, bool]]:
     """The units of the split, in order, as (text, first piece of its document)."""
-    for doc in _read_docs(temp_path):
+    for doc in read_docs(temp_path):
         if piece_chars is None:
             yield doc, True
         else:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyllm.data.dataset import DataFileError, read_tokens
+from tinyllm.data.dataset import DataFileError, read_header, read_tokens
 
 __all__ = [
     "META_FORMAT",
@@ -128,10 +128,16 @@ def read_meta(folder: str | os.PathLike) -> dict:
     tok = meta.get("tokenizer")
     _expect(path, isinstance(tok, dict) and tok.get("file") == "tokenizer.json"
             and _is_int(tok.get("vocab_size")) and tok["vocab_size"] > 0
-            and _is_int(tok.get("eot_id")) and 0 <= tok["eot_id"] < tok["vocab_size"],
-            '"tokenizer" must give file "tokenizer.json", a positive vocab_size and an eot_id')
+            and _is_int(tok.get("eot_id")) and 0 <= tok["eot_id"] < tok["vocab_size"]
+            and isinstance(tok.get("eot_token"), str),
+            '"tokenizer" must give file "tokenizer.json", a positive vocab_size, an eot_id and '
+            "an eot_token")
     _expect(path, isinstance(meta.get("provenance"), dict), 'missing "provenance"')
-    _expect(path, isinstance(meta.get("counts"), dict), 'missing "counts"')
+    counts = meta.get("counts")
+    _expect(path, isinstance(counts, dict) and all(
+        isinstance(counts.get(s), dict) and all(_is_int(counts[s].get(k)) and counts[s][k] >= 0
+                                                for k in ("docs", "tokens", "bytes"))
+        for s in SPLITS), '"counts" must give docs, tokens and bytes (integers) for each split')
     return meta
 
 
@@ -154,9 +160,9 @@ class Prepared:
 def load_prepared(folder: str | os.PathLike) -> Prepared:
     """Load a folder written by `tinyllm.data.prepare.prepare`, checking everything it holds.
 
-    The marker, the tokenizer and each token file's header are checked against ``meta.json``
-    (vocabulary size, token counts); any disagreement raises `PreparedFolderError` naming the
-    file.
+    The marker, the tokenizer (vocabulary size, end-of-text id) and each token file (header,
+    token count, every id inside the vocabulary) are checked against ``meta.json``; any
+    disagreement raises `PreparedFolderError` naming the file.
     """
     from tinyllm.tokenizer import BPETokenizer
 
@@ -167,23 +173,35 @@ def load_prepared(folder: str | os.PathLike) -> Prepared:
     if tokenizer.vocab_size != vocab_size:
         raise PreparedFolderError(folder / "tokenizer.json", f"vocabulary {tokenizer.vocab_size}"
                                   f" but meta.json says {vocab_size}")
+    eot_id = meta["tokenizer"]["eot_id"]
+    if tokenizer.special_tokens.get(meta["tokenizer"]["eot_token"]) != eot_id:
+        raise PreparedFolderError(folder / "tokenizer.json", f"its end-of-text id is not "
+                                  f"{eot_id}, as meta.json says")
     arrays = {}
     for split in SPLITS:
         path = folder / f"{split}.bin"
+        header = read_header(path, check_folder=False)
+        if header["vocab_size"] != vocab_size:
+            raise PreparedFolderError(path, f"made for vocabulary {header['vocab_size']}, but "
+                                      f"the folder's tokenizer has {vocab_size}")
+        expected = meta["counts"][split]["tokens"]
+        if header["count"] != expected:
+            raise PreparedFolderError(path, f"holds {header['count']:,} tokens but meta.json "
+                                      f"says {expected:,}")
         tokens = read_tokens(path, check_folder=False)
-        expected = meta["counts"].get(split, {}).get("tokens") if isinstance(
-            meta["counts"].get(split), dict) else None
-        if expected is not None and expected != len(tokens):
-            raise PreparedFolderError(path, f"holds {len(tokens):,} tokens but meta.json says "
-                                      f"{expected:,}")
-        from tinyllm.data.dataset import read_header
-
-        header_vocab = read_header(path, check_folder=False)["vocab_size"]
-        if header_vocab != vocab_size:
-            raise PreparedFolderError(path, f"made for vocabulary {header_vocab}, but the "
-                                      f"folder's tokenizer has {vocab_size}")
+        _check_ids(path, tokens, vocab_size)
         arrays[split] = tokens
     return Prepared(folder, meta, tokenizer, arrays["train"], arrays["val"], arrays["test"])
+
+
+def _check_ids(path: Path, tokens: np.ndarray, vocab_size: int, block: int = 1 << 24) -> None:
+    """Refuse ids outside the vocabulary (a flipped bit), a block at a time: one pass over the
+    file, which is far cheaper than a training run failing deep inside an embedding lookup."""
+    for start in range(0, len(tokens), block):
+        high = int(tokens[start:start + block].max())
+        if high >= vocab_size:
+            raise PreparedFolderError(path, f"holds token id {high}, outside the vocabulary of "
+                                      f"{vocab_size} (a corrupt file)")
 
 
 # --------------------------------------------------------------------------------------------

@@ -376,6 +376,11 @@ def _check_special_names(names) -> None:
         raise ValueError(f"special tokens are repeated: {list(names)}")
 
 
+# Limits on what a tokenizer's tables may build (cl100k_base's longest token has 128 bytes).
+MAX_TOKEN_BYTES = 1 << 20
+MAX_VOCAB_BYTES = 1 << 28
+
+
 class TableError(ValueError):
     """Inconsistent tokenizer tables; ``merge_index`` says which merge, when one is at fault,
     so that the file loaders can name the line it came from."""
@@ -391,6 +396,7 @@ def _build_vocab(byte_ids, merges, special_tokens) -> dict[int, bytes]:
         raise TableError("byte_ids must give 256 distinct non-negative ids, one per byte value")
     vocab = {i: bytes([b]) for b, i in enumerate(byte_ids)}
     previous = -1
+    total = 256
     for k, ((a, b), z) in enumerate(merges.items()):
         for part in (a, b):
             if part not in vocab:
@@ -401,6 +407,14 @@ def _build_vocab(byte_ids, merges, special_tokens) -> dict[int, bytes]:
         if z <= previous:
             raise TableError(f"merge {k} ({a}, {b}) -> {z}: new ids must increase in merge "
                              f"order (the previous merge made {previous})", k)
+        # A hostile table can double a token's length with each merge (60 lines, 2**60
+        # bytes); real tokens are far shorter, so lengths are capped before building them.
+        length = len(vocab[a]) + len(vocab[b])
+        total += length
+        if length > MAX_TOKEN_BYTES or total > MAX_VOCAB_BYTES:
+            raise TableError(f"merge {k} ({a}, {b}) -> {z} makes a token of {length:,} bytes "
+                             f"(tokens total {total:,}); over the limits of "
+                             f"{MAX_TOKEN_BYTES:,} per token and {MAX_VOCAB_BYTES:,} in all", k)
         vocab[z] = vocab[a] + vocab[b]
         previous = z
     _check_special_names(list(special_tokens))

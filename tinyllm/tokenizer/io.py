@@ -45,12 +45,15 @@ import base64
 import binascii
 import json
 import os
+import stat
 
 from .bpe import TableError
 from .patterns import GPT4_V1_SPLIT_PATTERN, PATTERNS
 
 FORMAT_NAME = "tinyllm-bpe"
 FORMAT_VERSION = 1
+# Longest token accepted in a tiktoken rank file (cl100k_base's longest has 128 bytes).
+MAX_RANK_TOKEN_BYTES = 1024
 
 
 class TokenizerFileError(ValueError):
@@ -63,13 +66,29 @@ class TokenizerFileError(ValueError):
         self.line = line
 
 
-def _read_text(path) -> str:
+def _read_bytes(path) -> bytes:
+    """The bytes of a regular file (symlinks followed); anything else is a TokenizerFileError.
+
+    Checking the kind first matters: opening a FIFO would wait forever for a writer.
+    """
     try:
-        with open(path, encoding="utf-8") as f:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise TokenizerFileError(path, "not a regular file")
+        with open(path, "rb") as f:
             return f.read()
+    except OSError as err:
+        raise TokenizerFileError(path, f"cannot be read ({err.strerror or err})") from None
+
+
+def _read_text(path) -> str:
+    raw = _read_bytes(path)
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise TokenizerFileError(path, f"not UTF-8 text ({err.reason} at byte {err.start})"
                                  ) from None
+    # Read as open(..., newline=None) would: every line end becomes "\n".
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _parse_json(path, text: str):
@@ -78,6 +97,8 @@ def _parse_json(path, text: str):
     except json.JSONDecodeError as err:
         raise TokenizerFileError(path, f"invalid JSON: {err.msg} (column {err.colno})",
                                  err.lineno) from None
+    except RecursionError:
+        raise TokenizerFileError(path, "invalid JSON: nested too deeply") from None
 
 
 def _is_int(x) -> bool:
@@ -140,6 +161,8 @@ def load_json(path, cls):
     pattern, name = data["pattern"], data.get("pattern_name")
     if not isinstance(pattern, str):
         raise TokenizerFileError(path, '"pattern" must be a string')
+    if name is not None and not isinstance(name, str):
+        raise TokenizerFileError(path, '"pattern_name" must be a string or null')
     # Files saved before "gpt4" became the current cl100k pattern say "gpt4" with the older
     # pattern; they keep it (under the name "gpt4-v1") so they encode as they were trained.
     legacy = name == "gpt4" and pattern == GPT4_V1_SPLIT_PATTERN
@@ -256,6 +279,8 @@ def load_gpt2_files(vocab_path, merges_path, pattern, cls):
         if err.merge_index is None:
             raise TokenizerFileError(vocab_path, str(err)) from None
         raise TokenizerFileError(merges_path, str(err), merge_lines[err.merge_index]) from None
+    except ValueError as err:  # e.g. an empty special token
+        raise TokenizerFileError(vocab_path, str(err)) from None
 
 
 def _gpt2_vocab(tok, file_name) -> tuple[dict[str, int], dict[int, str]]:
@@ -326,8 +351,7 @@ def load_tiktoken_file(path, pattern, special_tokens, cls):
     """Read a tiktoken rank file (see the module docstring)."""
     ranks: dict[bytes, int] = {}
     lines: dict[int, int] = {}  # rank -> line number, for error messages
-    with open(path, "rb") as f:
-        raw = f.read()
+    raw = _read_bytes(path)
     for n, line in enumerate(raw.split(b"\n"), start=1):
         line = line.strip()
         if not line:
@@ -343,6 +367,9 @@ def load_tiktoken_file(path, pattern, special_tokens, cls):
                                      n) from None
         if not token or rank < 0:
             raise TokenizerFileError(path, "empty token or negative rank", n)
+        if len(token) > MAX_RANK_TOKEN_BYTES:  # recovering its merge costs len**2
+            raise TokenizerFileError(path, f"token of {len(token):,} bytes, longer than the "
+                                     f"{MAX_RANK_TOKEN_BYTES:,} this reader accepts", n)
         if token in ranks:
             raise TokenizerFileError(path, f"token {token!r} repeated (first at line "
                                      f"{lines[ranks[token]]})", n)
