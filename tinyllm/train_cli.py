@@ -174,19 +174,14 @@ def run_train(args) -> int:
     from tinyllm.train import Trainer, TrainingDiverged
 
     if args.resume:
-        from pathlib import Path
+        from tinyllm.train import read_run_config, resume_config
 
-        from tinyllm.checkpoint import read_json
-
-        if not (Path(args.resume) / "config.json").exists():
-            raise FileNotFoundError(f"{args.resume}: not a run directory (no config.json)")
-
-        saved = read_json(f"{args.resume}/config.json")
-        cfg = TrainConfig.from_dict({**saved["train"], "out_dir": args.resume})
-        if args.max_steps is not None:  # train on to a new step count
-            cfg.max_steps, cfg.max_minutes = args.max_steps, None
-        cfg.progress = cfg.progress and not args.quiet
-        check_train(cfg, saved["model"], trains_tokenizer=False)
+        given = {f.name: getattr(args, f.name) for cls in (GPTConfig, TrainConfig)
+                 for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+        if args.quiet:
+            given["progress"] = False
+        cfg = resume_config(args.resume, given)  # refuses flags a resume can't honour
+        check_train(cfg, read_run_config(args.resume)["model"], trains_tokenizer=False)
         trainer = Trainer(cfg, resume=True)
     else:
         cfg = config_from_args(args)
