@@ -1,0 +1,211 @@
+"""Data-parallel training (tinyllm.distributed).
+
+The `mpi` tests start their ranks with mpiexec in a subprocess with a timeout, so a hang fails
+the test instead of stalling the suite; they are skipped when mpi4py or mpiexec is missing.
+Models are tiny (one layer, width 32) and world sizes 1-3 on purpose: the machine has 2 cores.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyllm.data.dataset import BatchLoader
+from tinyllm.distributed import ShardedLoader
+from tinyllm.safetensors import load_file
+
+ROOT = Path(__file__).resolve().parents[2]
+DRIVER = Path(__file__).with_name("distributed_driver.py")
+MPIEXEC = shutil.which("mpiexec") or shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+needs_mpiexec = pytest.mark.skipif(MPIEXEC is None, reason="needs mpiexec (pip install mpich)")
+
+MODEL = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, dropout=0.0)
+TRAIN = dict(batch_size=6, grad_accum=2, max_steps=6, eval_interval=6, eval_tokens=256,
+             sample_tokens=4, warmup_steps=2, progress=False, lr=3e-3)
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1"}
+
+
+def launch(n, args, timeout=60, check=True):
+    """Run `python args...` on n ranks (n = 1: a plain process, no mpiexec)."""
+    cmd = [sys.executable, *map(str, args)]
+    if n > 1:
+        cmd = [MPIEXEC, "-n", str(n), *cmd]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def drive(n, plan, **kw):
+    proc = launch(n, [DRIVER, json.dumps(plan)], **kw)
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from tinyllm.data.prepare import prepare
+
+    rng = np.random.default_rng(0)
+    words = "the quick brown fox jumps over a lazy dog while ranks reduce gradients".split()
+    folder = tmp_path_factory.mktemp("dist")
+    text = "\n".join(" ".join(rng.choice(words, 12)) for _ in range(2000))
+    (folder / "corpus.txt").write_text(text)
+    prepare(folder / "corpus.txt", folder / "prepared", vocab_size=300, progress=False)
+    return folder / "prepared"
+
+
+def cfg(data, out, dtype="float64", **over):
+    return {**TRAIN, "data": str(data), "out_dir": str(out),
+            "model": {**MODEL, "dtype": dtype}, **over}
+
+
+def weights(run):
+    return load_file(Path(run) / "checkpoint" / "model.safetensors")[0]
+
+
+def max_diff(a, b):
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a)
+
+
+# ---- without MPI ------------------------------------------------------------------------------
+@pytest.mark.parametrize("batch,size", [(6, 2), (6, 3), (7, 3), (5, 5)])
+def test_rank_slices_are_disjoint_and_cover_the_global_batch(batch, size):
+    tokens = np.arange(500) % 97
+    whole = BatchLoader(tokens, batch, 8, seed=3)
+    shards = [ShardedLoader(BatchLoader(tokens, batch, 8, seed=3), r, size) for r in range(size)]
+    rows = np.concatenate([s.rows for s in shards])
+    assert sorted(rows.tolist()) == list(range(batch))  # disjoint and covering
+    assert sum(s.weight for s in shards) == pytest.approx(1.0)
+    for _ in range(3):
+        x, y = whole.next_batch()
+        parts = [s.next_batch() for s in shards]
+        np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), x)
+        np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), y)
+    assert all(s.state_dict() == whole.state_dict() for s in shards)
+
+
+def test_more_ranks_than_rows_is_refused():
+    with pytest.raises(ValueError, match="batch-size 2 is smaller than the number of ranks"):
+        ShardedLoader(BatchLoader(np.arange(100), 2, 8), 0, 3)
+
+
+def test_plain_train_never_imports_mpi(data, tmp_path):
+    code = ("import sys; from tinyllm.cli import main; "
+            f"rc = main({['train', '--data', str(data), '--out', str(tmp_path / 'r'), '--quiet', '--preset', 'tiny', '--n-layer', '1', '--n-embd', '32', '--block-size', '16', '--max-steps', '1', '--eval-tokens', '64', '--sample-tokens', '2']!r}); "
+            "assert rc == 0, rc; assert 'mpi4py' not in sys.modules, 'mpi4py was imported'")
+    launch(1, ["-c", code])
+
+
+def test_missing_mpi4py_gives_one_line_with_the_install_command(tmp_path):
+    blocker = tmp_path / "mpi4py"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('no mpi4py here')\n")
+    env = {**_env(), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    proc = subprocess.run([sys.executable, "-m", "tinyllm", "train", "--distributed", "mpi"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'pip install "tinyllm[mpi]"' in lines[0], proc.stderr
+
+
+# ---- under mpiexec ----------------------------------------------------------------------------
+@pytest.mark.mpi
+@needs_mpiexec
+def test_ranks_train_the_model_one_process_trains(data, tmp_path):
+    """2 ranks (batch 6: 3 + 3) and 3 ranks (batch 7: 3 + 2 + 2, unequal shares) against one
+    process on the same global batch: float64 weights equal to 1e-12 after 6 steps with 2 micro-batches each, and
+    every rank's weights bit-identical (checked by hash inside the driver and by run())."""
+    one = drive(1, {"cfg": cfg(data, tmp_path / "one"), "distributed": "off"})
+    two = drive(2, {"cfg": cfg(data, tmp_path / "two")})
+    three = drive(3, {"cfg": cfg(data, tmp_path / "three", batch_size=7)})
+    one7 = drive(1, {"cfg": cfg(data, tmp_path / "one7", batch_size=7), "distributed": "off"})
+    assert [r["size"] for r in two] == [2, 2] and len({r["digest"] for r in two}) == 1
+    assert len(three) == 3 and len({r["digest"] for r in three}) == 1
+    assert two[0]["buckets"] > 2  # a few buckets, not one call per tensor
+    assert one[0]["step"] == two[0]["step"] == 6
+    assert max_diff(weights(tmp_path / "one"), weights(tmp_path / "two")) < 1e-12
+    assert max_diff(weights(tmp_path / "one7"), weights(tmp_path / "three")) < 1e-12
+    assert one[0]["digest"] != one7[0]["digest"]  # the comparison can tell batches apart
+    record = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert record["world_size"] == 2
+    steps = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").open()]
+    assert {s["world_size"] for s in steps if "loss" in s} == {2}
+    assert steps[0]["loss"] == pytest.approx(
+        json.loads((tmp_path / "one" / "metrics.jsonl").open().readline())["loss"], abs=1e-12)
+
+
+@pytest.mark.mpi
+@needs_mpiexec
+def test_float32_without_overlap_matches_to_1e6(data, tmp_path):
+    drive(1, {"cfg": cfg(data, tmp_path / "one", "float32"), "distributed": "off"})
+    drive(2, {"cfg": cfg(data, tmp_path / "two", "float32"), "overlap": False})
+    assert max_diff(weights(tmp_path / "one"), weights(tmp_path / "two")) < 1e-6
+
+
+@pytest.mark.mpi
+@needs_mpiexec
+def test_resume_across_world_sizes(data, tmp_path):
+    """2 ranks to step 2, one process to step 4, 3 ranks to the end (6): the model of one
+    uninterrupted process. Stopped and resumed at the same world size: bit-identical."""
+    run = tmp_path / "run"
+    drive(2, {"cfg": cfg(data, run), "stop_at": 2})
+    drive(1, {"cfg": cfg(data, run), "resume": True, "stop_at": 4})
+    end = drive(3, {"cfg": cfg(data, run), "resume": True})
+    assert end[0]["step"] == 6
+    drive(1, {"cfg": cfg(data, tmp_path / "one"), "distributed": "off"})
+    assert max_diff(weights(tmp_path / "one"), weights(run)) < 1e-12
+
+    same = tmp_path / "same"
+    drive(2, {"cfg": cfg(data, same), "stop_at": 3})
+    resumed = drive(2, {"cfg": cfg(data, same), "resume": True})
+    straight = drive(2, {"cfg": cfg(data, tmp_path / "straight")})
+    assert resumed[0]["digest"] == straight[0]["digest"]
+
+
+@pytest.mark.mpi
+@needs_mpiexec
+def test_a_raising_rank_ends_the_job_quickly(data, tmp_path):
+    start = time.monotonic()
+    proc = launch(2, [DRIVER, json.dumps({"cfg": cfg(data, tmp_path / "r", max_steps=500),
+                                          "raise_on_rank": 1, "raise_at": 2})],
+                  timeout=30, check=False)
+    took = time.monotonic() - start
+    assert proc.returncode != 0
+    assert "rank 1 of 2" in proc.stderr and "injected failure on rank 1" in proc.stderr
+    assert took < 10, took
+
+
+@pytest.mark.mpi
+@needs_mpiexec
+def test_ctrl_c_stops_every_rank_at_one_step_and_saves(data, tmp_path):
+    run = tmp_path / "run"
+    args = ["-m", "tinyllm", "train", "--data", data, "--out", run, "--quiet", "--dropout", "0",
+            "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16",
+            "--batch-size", "4", "--max-steps", "100000", "--eval-interval", "100000"]
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, *map(str, args)], env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (metrics.exists() and metrics.stat().st_size > 300):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("the job did not stop after Ctrl-C") from None
+    assert proc.returncode != 0
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["step"] > 0 and "interrupted at step" in err, err[-2000:]
