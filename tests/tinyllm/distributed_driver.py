@@ -8,7 +8,7 @@ import json
 import sys
 
 from tinyllm import distributed
-from tinyllm.train import Trainer, TrainConfig
+from tinyllm.train import TrainConfig, Trainer
 
 
 def main():

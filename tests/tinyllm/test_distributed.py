@@ -48,6 +48,7 @@ def launch(n, args, timeout=60, check=True):
 
 
 def drive(n, plan, **kw):
+    """Run the driver on n ranks; its JSON lines, one per rank."""
     proc = launch(n, [DRIVER, json.dumps(plan)], **kw)
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
@@ -101,8 +102,10 @@ def test_more_ranks_than_rows_is_refused():
 
 
 def test_plain_train_never_imports_mpi(data, tmp_path):
-    code = ("import sys; from tinyllm.cli import main; "
-            f"rc = main({['train', '--data', str(data), '--out', str(tmp_path / 'r'), '--quiet', '--preset', 'tiny', '--n-layer', '1', '--n-embd', '32', '--block-size', '16', '--max-steps', '1', '--eval-tokens', '64', '--sample-tokens', '2']!r}); "
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--quiet",
+            "--preset", "tiny", "--n-layer", "1", "--n-embd", "32", "--block-size", "16",
+            "--max-steps", "1", "--eval-tokens", "64", "--sample-tokens", "2"]
+    code = (f"import sys; from tinyllm.cli import main; rc = main({argv!r}); "
             "assert rc == 0, rc; assert 'mpi4py' not in sys.modules, 'mpi4py was imported'")
     launch(1, ["-c", code])
 
@@ -120,57 +123,77 @@ def test_missing_mpi4py_gives_one_line_with_the_install_command(tmp_path):
 
 
 # ---- under mpiexec ----------------------------------------------------------------------------
+def train_alone(config):
+    """One process, in this one (no subprocess start-up): the reference the ranks must match."""
+    from tinyllm.train import TrainConfig, Trainer
+
+    Trainer(TrainConfig.from_dict(config)).run()
+    return weights(config["out_dir"])
+
+
+@pytest.fixture(scope="module")
+def two_ranks(data, tmp_path_factory):
+    """A 2-rank run of 6 steps (batch 6: 3 + 3 rows), with its one-process reference."""
+    folder = tmp_path_factory.mktemp("two")
+    ranks = drive(2, {"cfg": cfg(data, folder / "two")})
+    return ranks, folder / "two", train_alone(cfg(data, folder / "one"))
+
+
 @pytest.mark.mpi
 @needs_mpiexec
-def test_ranks_train_the_model_one_process_trains(data, tmp_path):
-    """2 ranks (batch 6: 3 + 3) and 3 ranks (batch 7: 3 + 2 + 2, unequal shares) against one
-    process on the same global batch: float64 weights equal to 1e-12 after 6 steps with 2 micro-batches each, and
-    every rank's weights bit-identical (checked by hash inside the driver and by run())."""
-    one = drive(1, {"cfg": cfg(data, tmp_path / "one"), "distributed": "off"})
-    two = drive(2, {"cfg": cfg(data, tmp_path / "two")})
-    three = drive(3, {"cfg": cfg(data, tmp_path / "three", batch_size=7)})
-    one7 = drive(1, {"cfg": cfg(data, tmp_path / "one7", batch_size=7), "distributed": "off"})
-    assert [r["size"] for r in two] == [2, 2] and len({r["digest"] for r in two}) == 1
-    assert len(three) == 3 and len({r["digest"] for r in three}) == 1
-    assert two[0]["buckets"] > 2  # a few buckets, not one call per tensor
-    assert one[0]["step"] == two[0]["step"] == 6
-    assert max_diff(weights(tmp_path / "one"), weights(tmp_path / "two")) < 1e-12
-    assert max_diff(weights(tmp_path / "one7"), weights(tmp_path / "three")) < 1e-12
-    assert one[0]["digest"] != one7[0]["digest"]  # the comparison can tell batches apart
-    record = json.loads((tmp_path / "two" / "summary.json").read_text())
-    assert record["world_size"] == 2
-    steps = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").open()]
+def test_two_ranks_train_the_model_one_process_trains(data, two_ranks):
+    """Same global batch, float64, 6 steps of 2 micro-batches: equal to 1e-12; both ranks'
+    weights bit-identical (hashes compared by the driver and at the end of run())."""
+    ranks, run, alone = two_ranks
+    assert [r["size"] for r in ranks] == [2, 2] and len({r["digest"] for r in ranks}) == 1
+    assert ranks[0]["buckets"] > 2  # a few buckets, not one call per tensor
+    assert ranks[0]["step"] == 6
+    assert max_diff(alone, weights(run)) < 1e-12
+    assert json.loads((run / "summary.json").read_text())["world_size"] == 2
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").open()]
     assert {s["world_size"] for s in steps if "loss" in s} == {2}
-    assert steps[0]["loss"] == pytest.approx(
-        json.loads((tmp_path / "one" / "metrics.jsonl").open().readline())["loss"], abs=1e-12)
+    reference = json.loads((run.parent / "one" / "metrics.jsonl").open().readline())
+    assert steps[0]["loss"] == pytest.approx(reference["loss"], abs=1e-12)
+
+
+@pytest.mark.mpi
+@needs_mpiexec
+def test_three_ranks_with_unequal_shares(data, two_ranks, tmp_path):
+    """Batch 7 over 3 ranks (3 + 2 + 2 rows): the shares are weighted, still one process's model."""
+    ranks = drive(3, {"cfg": cfg(data, tmp_path / "three", batch_size=7)})
+    assert len(ranks) == 3 and len({r["digest"] for r in ranks}) == 1
+    alone = train_alone(cfg(data, tmp_path / "one", batch_size=7))
+    assert max_diff(alone, weights(tmp_path / "three")) < 1e-12
+    assert max_diff(alone, two_ranks[2]) > 1e-6  # the comparison can tell batches apart
 
 
 @pytest.mark.mpi
 @needs_mpiexec
 def test_float32_without_overlap_matches_to_1e6(data, tmp_path):
-    drive(1, {"cfg": cfg(data, tmp_path / "one", "float32"), "distributed": "off"})
     drive(2, {"cfg": cfg(data, tmp_path / "two", "float32"), "overlap": False})
-    assert max_diff(weights(tmp_path / "one"), weights(tmp_path / "two")) < 1e-6
+    alone = train_alone(cfg(data, tmp_path / "one", "float32"))
+    assert max_diff(alone, weights(tmp_path / "two")) < 1e-6
 
 
 @pytest.mark.mpi
 @needs_mpiexec
-def test_resume_across_world_sizes(data, tmp_path):
+def test_resume_across_world_sizes(data, two_ranks, tmp_path):
     """2 ranks to step 2, one process to step 4, 3 ranks to the end (6): the model of one
-    uninterrupted process. Stopped and resumed at the same world size: bit-identical."""
-    run = tmp_path / "run"
+    uninterrupted process. Stopped at step 2 and resumed at 2 ranks: bit-identical to the
+    uninterrupted 2-rank run."""
+    ranks, straight, alone = two_ranks
+    run, same = tmp_path / "run", tmp_path / "same"
     drive(2, {"cfg": cfg(data, run), "stop_at": 2})
-    drive(1, {"cfg": cfg(data, run), "resume": True, "stop_at": 4})
+    shutil.copytree(run, same)
+    end = drive(2, {"cfg": cfg(data, same), "resume": True})
+    assert end[0]["digest"] == ranks[0]["digest"]
+
+    from tinyllm.train import TrainConfig, Trainer
+
+    Trainer(TrainConfig.from_dict(cfg(data, run)), resume=True).run(stop_at=4)
     end = drive(3, {"cfg": cfg(data, run), "resume": True})
     assert end[0]["step"] == 6
-    drive(1, {"cfg": cfg(data, tmp_path / "one"), "distributed": "off"})
-    assert max_diff(weights(tmp_path / "one"), weights(run)) < 1e-12
-
-    same = tmp_path / "same"
-    drive(2, {"cfg": cfg(data, same), "stop_at": 3})
-    resumed = drive(2, {"cfg": cfg(data, same), "resume": True})
-    straight = drive(2, {"cfg": cfg(data, tmp_path / "straight")})
-    assert resumed[0]["digest"] == straight[0]["digest"]
+    assert max_diff(alone, weights(run)) < 1e-12
 
 
 @pytest.mark.mpi
