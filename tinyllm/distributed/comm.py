@@ -94,7 +94,7 @@ class MPIComm(SingleProcess):
         self.world = MPI.COMM_WORLD
         self.rank, self.size = self.world.Get_rank(), self.world.Get_size()
         self.local_rank = _local_rank(self.world)
-        self.name = f"MPI ({MPI.Get_library_version().splitlines()[0].strip()})"
+        self.name = "MPI (" + " ".join(MPI.Get_library_version().split()[:3]) + ")"
 
     def broadcast_(self, array):
         self.world.Bcast(_host(array), root=0)
