@@ -291,3 +291,82 @@ def test_bucketed_reduction_gives_the_whole_batch_gradient(overlap):
             part[...] = total
     for (name, p), q in zip(alone.named_parameters(), ranks[0][0].parameters()):
         np.testing.assert_allclose(q.grad, p.grad, rtol=0, atol=1e-12, err_msg=name)
+
+
+class _FakeNccl:
+    """Records the calls NCCLComm makes to CuPy's NCCL binding (no GPU here)."""
+
+    NCCL_FLOAT16, NCCL_FLOAT32, NCCL_FLOAT64, NCCL_SUM = 6, 7, 8, 0
+    calls = []
+
+    @staticmethod
+    def get_unique_id():
+        return (1, 2, 3)
+
+    @staticmethod
+    def get_version():
+        return 21805
+
+    class NcclCommunicator:
+        def __init__(self, size, uid, rank):
+            _FakeNccl.calls.append(("init", size, uid, rank))
+
+        def allReduce(self, send, recv, count, dtype, op, stream):  # noqa: N802 (CuPy's name)
+            _FakeNccl.calls.append(("allReduce", send, recv, count, dtype, op, stream))
+
+        def bcast(self, ptr, count, dtype, root, stream):
+            _FakeNccl.calls.append(("bcast", ptr, count, dtype, root, stream))
+
+
+class _FakeCupy:
+    class cuda:  # noqa: N801
+        nccl = _FakeNccl
+        used = []
+
+        class runtime:  # noqa: N801
+            @staticmethod
+            def getDeviceCount():  # noqa: N802
+                return 2
+
+        class Device:
+            def __init__(self, n):
+                self.n = n
+
+            def use(self):
+                _FakeCupy.cuda.used.append(self.n)
+
+        class _Stream:
+            ptr, done = 77, True
+
+        @staticmethod
+        def get_current_stream():
+            return _FakeCupy.cuda._Stream()
+
+
+class _DeviceArray:
+    """Looks like a CuPy array to NCCLComm: a pointer, a size, a dtype, contiguity."""
+
+    def __init__(self, n, dtype):
+        self.size, self.dtype = n, np.dtype(dtype)
+        self.data = type("Pointer", (), {"ptr": 4242})()
+        self.flags = type("Flags", (), {"c_contiguous": True})()
+
+
+@pytest.mark.mpi
+def test_nccl_communicator_one_rank_calls(monkeypatch):
+    """The NCCL path on a one-rank MPI world with CuPy's binding faked: the unique id goes over
+    MPI, the GPU is chosen by local rank, the all-reduce is in place (send = receive pointer)
+    on the current stream. (The real thing needs GPUs; none was available to this project.)"""
+    from tinyllm.distributed import NCCLComm
+
+    monkeypatch.setenv("MPI_LOCALRANKID", "3")
+    _FakeNccl.calls.clear()
+    comm = NCCLComm(_FakeCupy)
+    assert comm.device == 1 and _FakeCupy.cuda.used[-1] == 1  # local rank 3 of 2 GPUs
+    assert _FakeNccl.calls == [("init", 1, (1, 2, 3), 0)]
+    comm.iallreduce_(_DeviceArray(10, "float32")).wait()
+    assert _FakeNccl.calls[-1] == ("allReduce", 4242, 4242, 10, 7, 0, 77)
+    comm.broadcast_(_DeviceArray(5, "float64"))
+    assert _FakeNccl.calls[-1] == ("bcast", 4242, 5, 8, 0, 77)
+    with pytest.raises(TypeError, match="float"):
+        comm.allreduce_(_DeviceArray(3, "int64"))
