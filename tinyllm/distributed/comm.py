@@ -32,12 +32,10 @@ _LOCAL_RANK_VARS = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCA
 
 
 def launched_by_mpi() -> bool:
-    """True when this process was started by mpiexec (or `python -m mpi4py`), so that it should
-    join an MPI world. Looks only at the environment and at modules already loaded: it imports
-    nothing."""
-    if any(os.environ.get(v) for v in _WORLD_SIZE_VARS) or os.environ.get("PMIX_RANK"):
-        return True
-    return "mpi4py.MPI" in sys.modules  # python -m mpi4py -m tinyllm ... loads it first
+    """True when this process was started by mpiexec (also as `mpiexec ... python -m mpi4py -m
+    tinyllm`), so that it should join an MPI world. Looks only at the environment the launcher
+    sets: it imports nothing, and a program that merely imported mpi4py is not taken for one."""
+    return any(os.environ.get(v) for v in _WORLD_SIZE_VARS) or bool(os.environ.get("PMIX_RANK"))
 
 
 class _Done:
@@ -198,8 +196,12 @@ def _local_rank(world):
     for var in _LOCAL_RANK_VARS:
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
-    local = world.Split_type(world.COMM_TYPE_SHARED) if hasattr(world, "Split_type") else None
-    return local.Get_rank() if local is not None else 0
+    from mpi4py import MPI
+
+    local = world.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks sharing this machine's memory
+    rank = local.Get_rank()
+    local.Free()
+    return rank
 
 
 def connect(mode: str = "auto", device: str = "cpu"):
