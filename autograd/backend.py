@@ -10,6 +10,11 @@ import numpy as np
 
 _default_device = "cpu"
 
+# NumPy 1.x treats 0-d arrays as scalars when it picks a result dtype, so a 0-d float32 array
+# times a Python float comes out float64 there; NumPy 2 (NEP 50) keeps float32, as it always
+# does for arrays. The engine corrects for it (function.fix_0d_promotion).
+NUMPY_1_PROMOTES_0D = int(np.__version__.split(".")[0]) < 2
+
 
 def _cupy():
     """Import CuPy, or raise an error that says how to get it."""
@@ -84,13 +89,17 @@ def asnumpy(x):
     return np.asarray(x)
 
 
-BLOCK_ELEMENTS = 1 << 16  # 256 KB of float32: a block's temporaries stay in the CPU cache
+# 256 KB of float32: a block's temporaries stay in the CPU cache. Read at each call (never
+# bound as a default argument), so tests can shrink it to run the blocked paths with many blocks.
+BLOCK_ELEMENTS = 1 << 16
 
 
-def flat_blocks(size, xp, block=BLOCK_ELEMENTS):
-    """Slices cutting `size` elements into cache-sized blocks, for element-wise work that makes
-    several passes: done block by block, each pass reads the cache instead of main memory.
-    One block on a GPU, where a kernel per pass over the whole array is the fast way."""
+def flat_blocks(size, xp, block=None):
+    """Slices cutting `size` elements into cache-sized blocks (BLOCK_ELEMENTS unless `block`),
+    for element-wise work that makes several passes: done block by block, each pass reads the
+    cache instead of main memory. One block on a GPU, where a kernel per pass over the whole
+    array is the fast way."""
+    block = BLOCK_ELEMENTS if block is None else block
     if xp is not np or size <= block:
         return [slice(None)]
     return [slice(i, min(i + block, size)) for i in range(0, size, block)]

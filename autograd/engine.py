@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
-from autograd.backend import get_array_module
-from autograd.function import backward_hooks, unbroadcast
+from autograd.backend import NUMPY_1_PROMOTES_0D, get_array_module
+from autograd.function import backward_hooks, fix_0d_promotion, unbroadcast
 
 
 def topological_order(root, constants=False, stop_at_freed=False):
@@ -134,6 +134,8 @@ def _checked(fn, i, ig, inp):
     if not hasattr(ig, "shape"):
         raise RuntimeError(f"{fn.name}.backward returned {type(ig).__name__} for input {i}")
     ig = unbroadcast(ig, inp.shape, fn.name, i)
+    if NUMPY_1_PROMOTES_0D and inp.dtype.kind == "f":
+        ig = fix_0d_promotion(ig, inp.dtype)
     if ig.dtype != inp.dtype:
         raise RuntimeError(
             f"{fn.name}.backward returned a {ig.dtype} gradient for input {i} of dtype "

@@ -22,15 +22,16 @@ exponent) are passed as keywords; they are kept in `ctx.params` for display.
 broadcasting once, for every op (`unbroadcast`), and then checks shape and dtype.
 
 Saved arrays must not change between forward and backward, or the gradient is silently wrong.
-Two guards, one per kind of write:
-- Every tensor has a version counter (`Tensor._version`), raised by each sanctioned in-place
-  update (an optimizer step, `Module.load_state_dict`; see `modifying`). A node remembers the
-  versions of the tensors whose arrays it saved, and the engine refuses to run its backward when
-  one has changed, naming the op and the tensor. This works on NumPy and CuPy alike.
-- On NumPy, the saved arrays that belong to tensors are also made read-only while a node holds
-  them (`flags.writeable = False`, restored when the node is released or freed), so a raw write
-  such as `w.data[...] = 0` fails at once instead of corrupting a later backward. CuPy arrays
-  have no such flag: there, only the version counter guards.
+When a node is recorded, each tensor whose array `forward` saved (an input, or the output) is
+*watched*, with the memory that array is a view of (`w.T` saved means `w`'s memory is at stake):
+- In-place updates made the sanctioned way (an optimizer step, `Module.load_state_dict`; see
+  `modifying`) count as writes of that memory, and raise the tensor's version (`_version`, as
+  in PyTorch). The engine refuses to run the backward of a node whose watched memory was
+  written since the forward, naming the op and the tensor. This works on NumPy and CuPy alike.
+- On NumPy, watched memory is also made read-only (`flags.writeable = False` on the array that
+  owns it, restored when the last node watching it is released or freed), so a raw write such
+  as `w.data[...] = 0` fails at once instead of corrupting a later backward. CuPy arrays have no
+  such flag: there, the write count is the only guard.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import contextlib
 
 import numpy as np
 
-from autograd.backend import device_of
+from autograd.backend import NUMPY_1_PROMOTES_0D, device_of
 from autograd.grad_mode import is_grad_enabled
 
 # Op-level hooks, used by autograd.debug (printing, timing, anomaly detection). A forward hook is
@@ -64,56 +65,57 @@ class Context:
 class Node:
     """One recorded application of an op: the op, its context and its input tensors.
 
-    `versions` lists (input index, version) for each input whose array the op saved, and
-    `out_version` the output's version when the op saved its own output (else None): the
-    engine compares them with the tensors' versions before running the backward. `locked`
-    holds the arrays made read-only for this node (see the module docstring)."""
+    `watched` lists, for each array this node watches (see the module docstring), the array,
+    how many times it had been written when the node was recorded, which tensor it belongs to
+    (an input index, or None for the output) and that tensor's version then."""
 
-    __slots__ = ("fn", "ctx", "inputs", "created_at", "versions", "out_version", "locked")
+    __slots__ = ("fn", "ctx", "inputs", "created_at", "watched")
 
     def __init__(self, fn, ctx, inputs):
         self.fn = fn
         self.ctx = ctx
         self.inputs = inputs
         self.created_at = None  # filled in by debug.detect_anomaly
-        self.versions = ()
-        self.out_version = None
-        self.locked = ()
+        self.watched = ()
 
     @property
     def released(self) -> bool:
         return self.inputs is None
 
     def watch_saved(self, out):
-        """Note which tensors' arrays `forward` saved: remember their versions, lock them."""
+        """Watch the arrays of the tensors whose data `forward` saved, and their owners."""
         saved = self.ctx.saved
         if not saved:
             return
-        locked, versions = [], []
-        for i, t in enumerate(self.inputs):
-            if _is_saved(t.data, saved):
-                versions.append((i, t._version))
-                locked.append(t.data)
-        if any(s is out.data for s in saved):
-            self.out_version = out._version
-            locked.append(out.data)
-        self.versions = tuple(versions)
-        self.locked = tuple(a for a in locked if _lock(a))
+        watched = []
+        for who, t in (*enumerate(self.inputs), (None, out)):
+            arr = t.data
+            owner = _owner(arr)
+            mine = owner if owner is not None else arr
+            if not any(s is arr or getattr(s, "base", None) is mine for s in saved):
+                continue
+            watched.append((arr, _watch(arr), who, t._version))
+            if owner is not None:
+                watched.append((owner, _watch(owner), who, t._version))
+        self.watched = watched
 
     def check_versions(self, out):
-        """Raise if a tensor whose array this node saved was changed in place since forward."""
-        stale = [(f"input {i}", self.inputs[i], v) for i, v in self.versions
-                 if self.inputs[i]._version != v]
-        if self.out_version is not None and out._version != self.out_version:
-            stale.append(("its output", out, self.out_version))
-        if stale:
-            where, t, v = stale[0]
+        """Raise if memory this node saved was written in place since the forward."""
+        for arr, writes, who, version in self.watched:
+            if _locks[id(arr)][2] == writes:
+                continue
+            t = out if who is None else self.inputs[who]
+            where = "its output" if who is None else f"input {who}"
+            if t._version != version:
+                what = (f"was modified in place after the forward pass (version {t._version}, "
+                        f"the forward saw version {version})")
+            else:  # written through another tensor: t is a view of it (w.T), or it of t
+                what = "shares memory with a tensor that was modified in place after the forward"
             raise RuntimeError(
-                f"{self.fn.name}: {where} ({_describe(t)}) was modified in place after the "
-                f"forward pass (version {t._version}, the forward saw version {v}), but the "
-                f"backward of '{self.fn.name}' needs its values from the forward. Run "
-                "backward() before changing it (e.g. before optimizer.step()), or recompute "
-                "the forward after the change"
+                f"{self.fn.name}: {where} ({_describe(t)}) {what}, but the backward of "
+                f"'{self.fn.name}' needs the values of the forward. Run backward() before "
+                "changing it (e.g. before optimizer.step()), or recompute the forward after "
+                "the change"
             )
 
     def release(self):
@@ -123,9 +125,9 @@ class Node:
         self._unlock_all()
 
     def _unlock_all(self):
-        locked, self.locked = self.locked, ()
-        for a in locked:
-            _unlock(a)
+        watched, self.watched = self.watched, ()
+        for arr, *_ in watched:
+            _unwatch(arr)
 
     def __del__(self):
         # A graph dropped without a backward must give its arrays back their writeability.
@@ -135,11 +137,11 @@ class Node:
             pass
 
 
-def _is_saved(arr, saved):
-    """Whether `arr` (a tensor's array) is among the saved arrays, or one is a view of it."""
-    owner = getattr(arr, "base", None)
-    owner = arr if owner is None else owner
-    return any(s is arr or getattr(s, "base", None) is owner for s in saved)
+def _owner(arr):
+    """The array that owns the memory `arr` is a view of; None when `arr` owns it (or when the
+    owner is not an array, e.g. the mmap under a np.memmap)."""
+    base = getattr(arr, "base", None)
+    return base if base is not None and hasattr(base, "dtype") else None
 
 
 def _describe(t):
@@ -148,36 +150,36 @@ def _describe(t):
     return f"{label}{kind} of shape {tuple(t.shape)} and dtype {t.dtype}"
 
 
-# Arrays made read-only because a live node saved them: {id(array): [array, holders]}. Only
-# arrays that were writeable are taken in, and each is made writeable again when its last
-# holder lets go, so an array someone else made read-only stays so.
+# Arrays watched by live nodes: {id(array): [array, watchers, writes, made_read_only]}. An entry
+# lives while a node watches the array (so its id stays unique), counting the sanctioned writes
+# (`modifying`). Only NumPy arrays that own their memory and were writeable are made read-only
+# (a view's flag cannot be restored while its owner is read-only), and each is made writeable
+# again when its last watcher lets go, so an array someone else made read-only stays so.
 _locks: dict[int, list] = {}
 
 
-def _lock(arr) -> bool:
-    """Make a NumPy array read-only on behalf of one more node; False when not ours to lock."""
+def _watch(arr) -> int:
+    """Watch `arr` on behalf of one more node; returns its write count so far."""
     entry = _locks.get(id(arr))
-    if entry is not None:
-        entry[1] += 1
-        return True
-    if not isinstance(arr, np.ndarray) or not arr.flags.writeable:
-        return False  # CuPy arrays have no flag; read-only arrays are someone else's choice
-    arr.flags.writeable = False
-    _locks[id(arr)] = [arr, 1]
-    return True
+    if entry is None:
+        flags = arr.flags if type(arr) is np.ndarray and arr.base is None else None
+        flip = flags is not None and flags.writeable
+        if flip:  # CuPy arrays have no flag; read-only arrays are someone else's choice
+            flags.writeable = False
+        entry = _locks[id(arr)] = [arr, 0, 0, flip]
+    entry[1] += 1
+    return entry[2]
 
 
-def _unlock(arr):
+def _unwatch(arr):
     entry = _locks.get(id(arr))
     if entry is None:
         return
     entry[1] -= 1
     if entry[1] == 0:
         del _locks[id(arr)]
-        try:
+        if entry[3]:
             arr.flags.writeable = True
-        except ValueError:  # a view whose base another node still holds read-only
-            pass
 
 
 @contextlib.contextmanager
@@ -189,16 +191,20 @@ def modifying(tensor):
         with modifying(p):
             p.data -= lr * p.grad
     """
-    arr = tensor.data
-    entry = _locks.get(id(arr))
-    if entry is not None:
-        arr.flags.writeable = True
+    arr, owner = tensor.data, _owner(tensor.data)
+    entries = [_locks[id(a)] for a in (arr, owner) if a is not None and id(a) in _locks]
+    frozen = [e for e in entries if e[3]]
+    for e in frozen:
+        e[0].flags.writeable = True
     try:
         yield arr
     finally:
         tensor._version += 1
-        if entry is not None and _locks.get(id(arr)) is entry:
-            arr.flags.writeable = False
+        for e in entries:
+            e[2] += 1
+        for e in frozen:
+            if _locks.get(id(e[0])) is e:  # still watched (no node let go inside the block)
+                e[0].flags.writeable = False
 
 
 class Function:
@@ -211,6 +217,8 @@ class Function:
     name: str = "function"
     #: a one-line derivative rule shown by autograd.debug, e.g. "mul: d(a*b)/da = b, d(a*b)/db = a"
     rule: str = ""
+    #: False for an op that changes the float dtype on purpose (Cast); see `fix_0d_promotion`
+    keeps_dtype: bool = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -238,7 +246,10 @@ class Function:
         needs = tuple(t.requires_grad for t in inputs)
         record = any(needs) and is_grad_enabled()
         ctx = Context(params, needs)
-        out = Tensor(cls.forward(ctx, *[t.data for t in inputs], **params))
+        result = cls.forward(ctx, *[t.data for t in inputs], **params)
+        if NUMPY_1_PROMOTES_0D and cls.keeps_dtype:
+            result = fix_0d_promotion(result, inputs)
+        out = Tensor(result)
         if record:
             out.requires_grad = True
             out._node = Node(cls, ctx, inputs)
@@ -247,6 +258,21 @@ class Function:
             for hook in tuple(forward_hooks):
                 hook(cls, ctx, inputs, out)
         return out
+
+
+def fix_0d_promotion(arr, like):
+    """`arr` cast to the float dtype of `like` (tensors or a dtype) when NumPy 1.x promoted a 0-d
+    result; anything else unchanged. (See backend.NUMPY_1_PROMOTES_0D: the ops are written for
+    NEP 50; on NumPy 1.x the engine puts 0-d results, forward outputs in `apply` and gradients
+    in engine._checked, back into their inputs' float dtype.)"""
+    if getattr(arr, "ndim", 1) != 0 or arr.dtype.kind != "f":
+        return arr
+    if isinstance(like, tuple):
+        floats = {t.dtype for t in like if t.dtype.kind == "f"}
+        if len(floats) != 1:
+            return arr
+        (like,) = floats
+    return arr.astype(like) if arr.dtype.itemsize > like.itemsize else arr
 
 
 def _plain(value):

@@ -6,8 +6,11 @@ Prints one JSON line: tokens/s (median step after warm-up), the forward / backwa
 split, peak memory (RSS of a separate process running only that framework, on the CPU; the
 CuPy pool's peak on the GPU), model FLOPs per token (6N + 12 L T d), and the fraction of the
 matrix-product peak (a large float32 matmul measured in the same run) that the step achieves.
-With --compare torch (and PyTorch installed) both frameworks run in the same process, steps
-alternating, with the same thread count, and the ratio is printed.
+With --compare torch (and PyTorch installed) each framework runs in a process of its own, the
+processes alternating for --rounds rounds, each pinned to the same thread count (OMP, OpenBLAS,
+MKL and torch.set_num_threads); the median round of each is reported, with the ratio. One
+process for both would be unfair: after each BLAS call OpenBLAS's workers keep spinning on the
+other cores, and the other library's threads then fight them for those cores.
 """
 
 from __future__ import annotations
@@ -148,32 +151,6 @@ def summarize(times, tokens_per_step):
             "optimizer_ms": round(split[2] * 1e3, 2)}
 
 
-def peak_memory_child(config, framework, device, steps=3):
-    """Peak memory of a fresh process that builds and trains only one framework's model."""
-    cmd = [sys.executable, __file__, "--config", config, "--device", device,
-           "--memory-only", framework, "--steps", str(steps)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
-
-
-def memory_only(args):
-    cfg = CONFIGS[args.config]
-    step = ours(cfg, args.device)[0] if args.memory_only == "ours" else theirs(cfg, args.device)
-    for _ in range(args.steps):
-        step()
-    if args.device == "cuda" and args.memory_only == "ours":
-        from autograd.backend import _cupy
-
-        peak = _cupy().get_default_memory_pool().total_bytes() / 2**20
-    elif args.device == "cuda":
-        import torch
-
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = peak_rss_mb()
-    print(json.dumps({"peak_mb": round(peak, 1)}))
-
-
 def peak_rss_mb():
     """This process's peak resident memory. VmHWM belongs to the process's own address space;
     ru_maxrss would carry over the parent's peak across fork + exec on Linux."""
@@ -186,47 +163,91 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def worker(args):
+    """One framework alone in this process: warm up, time each step, report the peak memory."""
+    cfg = CONFIGS[args.config]
+    if args.worker == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+        step = theirs(cfg, args.device)
+    else:
+        step = ours(cfg, args.device, args.dtype)[0]
+    for _ in range(args.warmup):
+        step()
+    times = [step() for _ in range(args.steps)]
+    if args.device == "cuda" and args.worker == "ours":
+        from autograd.backend import _cupy
+
+        peak = _cupy().get_default_memory_pool().total_bytes() / 2**20
+    elif args.device == "cuda":
+        import torch
+
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = peak_rss_mb()
+    print(json.dumps({"times": times, "peak_mb": round(peak, 1)}))
+
+
+def run_worker(args, framework):
+    """Start a fresh process for one framework, its BLAS and OpenMP pools pinned to --threads."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(args.threads)
+    cmd = [sys.executable, __file__, "--config", args.config, "--device", args.device,
+           "--dtype", args.dtype, "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--threads", str(args.threads), "--worker", framework]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        sys.exit(f"the {framework} worker failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main():
     parser = argparse.ArgumentParser(description="GPT training speed and memory")
     parser.add_argument("--config", choices=sorted(CONFIGS), default="S")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--compare", choices=["torch"], default=None)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per round")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="processes per framework, alternating; the median round is reported")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--memory-only", choices=["ours", "torch"], default=None,
-                        help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["ours", "torch"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.memory_only:
-        return memory_only(args)
-    cfg = CONFIGS[args.config]
-    tokens_per_step = cfg["batch_size"] * cfg["block_size"]
-    step, flops_per_token, n_params = ours(cfg, args.device, args.dtype)
-    runners = {"ours": step}
+    if args.worker:
+        return worker(args)
+    frameworks = ["ours"]
     if args.compare == "torch":
         try:
-            import torch
+            import torch  # noqa: F401  (only to know it is there; the worker imports it)
         except ImportError:
             print("PyTorch is not installed: pip install torch==2.13.0", file=sys.stderr)
-            args.compare = None
         else:
-            torch.set_num_threads(args.threads)
-            runners["torch"] = theirs(cfg, args.device)
-    times = {name: [] for name in runners}
-    for i in range(args.warmup + args.steps):
-        for name, run in runners.items():  # alternate, so both see the same machine state
-            t = run()
-            if i >= args.warmup:
-                times[name].append(t)
+            frameworks.append("torch")
+    cfg = CONFIGS[args.config]
+    tokens_per_step = cfg["batch_size"] * cfg["block_size"]
+    rounds = {name: [] for name in frameworks}
+    for _ in range(args.rounds):
+        for name in frameworks:  # alternate processes, so both see the same machine state
+            rounds[name].append(run_worker(args, name))
+    from tinyllm.model import GPT, GPTConfig
+
+    model = GPT(GPTConfig(**{k: v for k, v in cfg.items() if k != "batch_size"}))
+    flops_per_token, n_params = model.estimate_flops_per_token(), model.num_parameters()
     peak = matmul_peak(args.device)
     result = {"benchmark": "train", "config": args.config, "device": args.device,
               "dtype": args.dtype, "threads": args.threads, "parameters": n_params,
+              "method": f"each framework in its own process, {args.rounds} alternating rounds of "
+                        f"{args.steps} steps after {args.warmup} warm-up; median round",
               "flops_per_token": flops_per_token, "matmul_peak_gflops": round(peak / 1e9, 1)}
-    for name in runners:
-        s = summarize(times[name], tokens_per_step)
+    for name in frameworks:
+        per_round = [summarize(r["times"], tokens_per_step) for r in rounds[name]]
+        s = sorted(per_round, key=lambda r: r["tokens_per_s"])[len(per_round) // 2]
+        s["tokens_per_s_rounds"] = [r["tokens_per_s"] for r in per_round]
         s["fraction_of_matmul_peak"] = round(s["tokens_per_s"] * flops_per_token / peak, 3)
-        s["peak_memory_mb"] = peak_memory_child(args.config, name, args.device)
+        s["peak_memory_mb"] = max(r["peak_mb"] for r in rounds[name])
         result[name] = s
     if "torch" in result:
         result["speed_ratio_vs_torch"] = round(

@@ -1,4 +1,8 @@
-"""Architecture rules, checked by reading the source (see DESIGN.md, "Layers")."""
+"""Architecture rules, checked by reading the source.
+
+The packages are layered: `autograd` (the engine) imports only numpy, and cupy only through
+`autograd/backend.py`; `tinyllm` builds on it; `examples/`, `benchmarks/` and `tests/` use both.
+Optional or heavy modules are imported lazily, so `import autograd` stays fast."""
 
 import ast
 import pathlib

@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "tinyllm.train_cli",  # tinyllm train, tinyllm sample, tinyllm plot
     "tinyllm.align.cli",  # tinyllm finetune, tinyllm chat
     "tinyllm.align.dpo_cli",  # tinyllm dpo
+    "tinyllm.evaluate.cli",  # tinyllm eval, tinyllm report, tinyllm pipeline
 )
 
 

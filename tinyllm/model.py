@@ -92,7 +92,7 @@ class Attention(nn.Module):
         super().__init__()
         self.config, self.rng = config, rng
         C = config.n_embd
-        self.c_attn = nn.Linear(C, 3 * C, config.bias, dtype=config.dtype, rng=rng)
+        self.c_attn = nn.Linear(C, 3 * C, config.bias, dtype=config.dtype, rng=rng, std=0.02)
         self.c_proj = nn.Linear(C, C, config.bias, dtype=config.dtype, rng=rng,
                                 std=0.02 / math.sqrt(2 * config.n_layer))  # GPT-2's residual scaling
 
@@ -123,9 +123,9 @@ class MLP(nn.Module):
         self.config = config
         C, Hd = config.n_embd, config.mlp_hidden
         bias = config.bias and config.mlp == "gelu"  # the gated form has no biases (as LLaMA)
-        self.c_fc = nn.Linear(C, Hd, bias, dtype=config.dtype, rng=rng)
+        self.c_fc = nn.Linear(C, Hd, bias, dtype=config.dtype, rng=rng, std=0.02)
         if config.mlp == "swiglu":
-            self.c_up = nn.Linear(C, Hd, False, dtype=config.dtype, rng=rng)
+            self.c_up = nn.Linear(C, Hd, False, dtype=config.dtype, rng=rng, std=0.02)
         self.c_proj = nn.Linear(Hd, C, bias, dtype=config.dtype, rng=rng,
                                 std=0.02 / math.sqrt(2 * config.n_layer))
 

@@ -332,8 +332,7 @@ class Trainer:
             self.model_cfg = GPTConfig(**cfg.model)
         # The vocabulary size asked for (the tokenizer may stop merging before it: the model
         # then takes the tokenizer's size, which is what config.json's "model" records).
-        asked = (self.model_cfg.vocab_size if cfg.init_from
-                 else cfg.model.get("vocab_size", self.model_cfg.vocab_size))
+        asked = cfg.model.get("vocab_size", self.model_cfg.vocab_size)
         self.tok, train, val, test = load_data(cfg, asked, self.run_dir, self.log, resume=resume)
         if cfg.init_from and not resume:
             init_from.check_same_tokenizer(self.tok, cfg)

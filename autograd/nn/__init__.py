@@ -1,7 +1,7 @@
 """Modules: layers that own their parameters, composed into models.
 
     from autograd import nn
-    model = nn.Sequential(nn.Linear(2, 64, std=None), nn.Linear(64, 2, std=None))
+    model = nn.Sequential(nn.Linear(2, 64), nn.Linear(64, 2))
     dict(model.named_parameters())   # {"0.weight": ..., "0.bias": ..., "1.weight": ..., ...}
 
 See module.py for how a module finds its parameters and layers.py for the initialisation.

@@ -26,18 +26,25 @@ class CausalSelfAttention(Module):
     side, `c_proj` = Linear(n_embd, n_embd), dropout on the attention weights and on the output.
 
     The parameter names (c_attn.weight, c_attn.bias, c_proj.weight, c_proj.bias) and shapes match
-    GPT-2's checkpoint. GPT-2 also scales the init std of c_proj.weight by 1/sqrt(2 * n_layer)
-    (each block adds to the residual stream twice); a model that wants this re-draws it, e.g.
+    GPT-2's checkpoint, and so does the init: normal(0, 0.02) weights. GPT-2 also scales the
+    init std of c_proj.weight by 1/sqrt(2 * n_layer) (each block adds to the residual stream
+    twice); a model that wants this re-draws it, e.g.
     `attn.c_proj.weight.data[...] *= (2 * n_layer) ** -0.5`.
+
+    `rng` (a numpy Generator) draws the initial weights and then both dropout masks, so a
+    module built from a seeded generator trains reproducibly; None uses the layers' default
+    generator for the weights and a fresh one for the masks. (The GPT in tinyllm/model.py has
+    its own attention, with RoPE and a KV cache; this is the plain GPT-2 block, for examples
+    and for models of your own.)
     """
 
     def __init__(self, n_embd, n_head, bias=True, dropout=0.0, *, dtype=None, rng=None):
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"n_embd ({n_embd}) must be a multiple of n_head ({n_head})")
-        self.n_embd, self.n_head, self.dropout = n_embd, n_head, dropout
-        self.c_attn = Linear(n_embd, 3 * n_embd, bias, dtype=dtype, rng=rng)
-        self.c_proj = Linear(n_embd, n_embd, bias, dtype=dtype, rng=rng)
+        self.n_embd, self.n_head, self.dropout, self.rng = n_embd, n_head, dropout, rng
+        self.c_attn = Linear(n_embd, 3 * n_embd, bias, dtype=dtype, rng=rng, std=0.02)
+        self.c_proj = Linear(n_embd, n_embd, bias, dtype=dtype, rng=rng, std=0.02)
         self.resid_dropout = Dropout(dropout, rng=rng)
 
     def forward(self, x, mask=None):
@@ -53,7 +60,7 @@ class CausalSelfAttention(Module):
 
         y = F.scaled_dot_product_attention(
             heads(q), heads(k), heads(v), causal=True, mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
+            dropout_p=self.dropout if self.training else 0.0, rng=self.rng,
         )
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # put the heads side by side again
         return self.resid_dropout(self.c_proj(y))

@@ -3,9 +3,10 @@
 Each layer owns its parameters and calls one op from `autograd.functional` in `forward`; the
 maths (and the hand-written backward) lives in the op, the bookkeeping lives here.
 
-Initialisation (GPT-2's choices, which are common practice for transformers):
+Initialisation:
 
-    Linear.weight, Embedding.weight   normal(0, 0.02)
+    Linear.weight                     normal(0, 1/sqrt(in_features)), or normal(0, std) if given
+    Embedding.weight                  normal(0, 0.02)
     Linear.bias                       zeros
     LayerNorm.weight, RMSNorm.weight  ones   (the norm starts as a plain normalisation)
     LayerNorm.bias                    zeros
@@ -71,11 +72,13 @@ class Linear(Module):
 
     `weight` has shape (in_features, out_features), as GPT-2's Conv1D stores it (PyTorch's
     nn.Linear stores the transpose), so `x @ weight` needs no transpose and GPT-2 checkpoints
-    load as they are. `std` is the init standard deviation of the weight: 0.02 as in GPT-2, or
-    None for 1/sqrt(in_features) (keeps activations at unit scale in a plain MLP).
+    load as they are. `std` is the init standard deviation of the weight. The default, None,
+    gives 1/sqrt(in_features): each output then sums `in_features` products and keeps about
+    the scale of its inputs, whatever the width (PyTorch's default also scales with the fan-in).
+    A transformer usually asks for a fixed small std instead (GPT-2: std=0.02).
     """
 
-    def __init__(self, in_features, out_features, bias=True, *, dtype=None, rng=None, std=0.02):
+    def __init__(self, in_features, out_features, bias=True, *, dtype=None, rng=None, std=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         std = 1.0 / math.sqrt(in_features) if std is None else std

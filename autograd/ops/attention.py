@@ -15,7 +15,8 @@ from autograd.function import Function
 from autograd.ops.softmax import stable_softmax
 
 _causal_cache: dict = {}
-_BLOCK_BYTES = 1 << 20  # scores per block: about 1 MB, a comfortable fit in L2
+# Scores per block: about 1 MB, a comfortable fit in L2. Read at each call: tests shrink it.
+_BLOCK_BYTES = 1 << 20
 
 
 def causal_bias(T, S, xp, dtype):
@@ -82,10 +83,8 @@ class ScaledDotProductAttention(Function):
             p = probs[blk]  # the scores are computed, and turned into probabilities, in place
             # Scaling q (T x d) instead of the scores (T x S) saves a pass over the big array.
             xp.matmul(qf[blk] * scale, xp.swapaxes(kf[blk], -1, -2), out=p)
-            if full_mask is None:
-                _softmax_inplace(p, bias, xp)
-            else:  # user masks may hide whole rows: take the careful path
-                p[...] = stable_softmax(p, axis=-1, keep=full_mask[blk], bias=bias)[0]
+            keep_blk = None if full_mask is None else full_mask[blk]
+            stable_softmax(p, axis=-1, keep=keep_blk, bias=bias, inplace=True)
             if keep_f is not None:
                 p = p * keep_f[blk]
                 p *= ctx.drop_scale
@@ -117,15 +116,3 @@ class ScaledDotProductAttention(Function):
             gk[blk] *= ctx.scale
         q_shape, k_shape, v_shape = ctx.shapes
         return gq.reshape(q_shape), gk.reshape(k_shape), gv.reshape(v_shape)
-
-
-def _softmax_inplace(s, bias, xp):
-    """Softmax over the last axis of a score block, in place. Without a user mask every row keeps
-    at least one position (the causal diagonal), so no row is empty and the max is finite."""
-    if bias is not None:
-        s += bias
-    s -= s.max(axis=-1, keepdims=True)
-    xp.exp(s, out=s)
-    total = s.sum(axis=-1, keepdims=True)
-    s *= xp.reciprocal(total, out=total)  # one division per row, then multiplications
-    return s

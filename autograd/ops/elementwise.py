@@ -462,6 +462,7 @@ class Cast(Function):
     """out = a cast to `dtype`.  VJP: da = g cast back to a's dtype."""
 
     rule = "cast: d/da = 1"
+    keeps_dtype = False
 
     @staticmethod
     def forward(ctx, a, *, dtype):

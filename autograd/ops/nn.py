@@ -7,7 +7,8 @@ against the same computation composed from primitive ops (tests/autograd/test_fu
 
 from __future__ import annotations
 
-from autograd.backend import BLOCK_ELEMENTS, flat_blocks, get_array_module, is_cupy_array, scatter_add
+from autograd import backend
+from autograd.backend import flat_blocks, get_array_module, is_cupy_array, scatter_add
 from autograd.function import Function
 from autograd.ops.elementwise import sigmoid
 
@@ -143,7 +144,8 @@ class LayerNorm(Function):
 
 def _row_blocks(x2, xp):
     """Blocks of rows of a (rows, n) array, about backend.BLOCK_ELEMENTS elements each."""
-    return flat_blocks(x2.shape[0], xp, block=max(1, BLOCK_ELEMENTS // max(x2.shape[1], 1)))
+    return flat_blocks(x2.shape[0], xp,
+                       block=max(1, backend.BLOCK_ELEMENTS // max(x2.shape[1], 1)))
 
 
 class RMSNorm(Function):

@@ -75,7 +75,8 @@ class Mean(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return _expand(g / _count(ctx), ctx)
+        # Divided after broadcasting: a 0-d g divided by a Python int would be float64 on NumPy 1.
+        return _expand(g, ctx) / _count(ctx)
 
 
 class Var(Function):

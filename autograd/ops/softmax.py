@@ -11,21 +11,32 @@ from autograd.function import Function
 from autograd.ops.nn import check_ids
 
 
-def stable_softmax(x, axis=-1, keep=None, bias=None):
+def stable_softmax(x, axis=-1, keep=None, bias=None, inplace=False):
     """softmax(x) along `axis`, subtracting the max first so exp never overflows.
 
     `keep` (boolean, broadcastable) removes positions; `bias` (0 or -inf, broadcastable) is an
     additive mask, cheaper when it is fixed (the causal triangle). Returns (y, lse) where lse is
-    the log of the normaliser (log-sum-exp), -inf for a fully masked row.
+    the log of the normaliser (log-sum-exp), -inf for a fully masked row. `inplace=True`
+    overwrites x with y (attention's score blocks): no full-size temporary is made.
     """
     xp = get_array_module(x)
     if keep is not None:
-        x = xp.where(keep, x, -xp.inf)
+        if inplace:
+            x[...] = xp.where(keep, x, -xp.inf)
+        else:
+            x = xp.where(keep, x, -xp.inf)
     if bias is not None:
-        x = x + bias
+        if inplace:
+            x += bias
+        else:
+            x = x + bias
     m = x.max(axis=axis, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0)  # fully masked rows: exp(-inf - 0) = 0, no nan
-    e = x - m
+    if inplace:
+        e = x
+        e -= m
+    else:
+        e = x - m
     xp.exp(e, out=e)
     total = e.sum(axis=axis, keepdims=True)
     with_mass = total > 0

@@ -24,7 +24,8 @@ arrays alike and allocate nothing full-size after the first step.
 
 from __future__ import annotations
 
-from autograd.backend import BLOCK_ELEMENTS, get_array_module, to_device
+from autograd import backend
+from autograd.backend import get_array_module, to_device
 from autograd.function import modifying
 from autograd.tensor import Tensor
 
@@ -111,8 +112,9 @@ class Optimizer:
         same dtype and device: enough for updates done block by block."""
         key = (p.device, p.dtype)
         buf = self._scratch.get(key)
-        if buf is None:
-            buf = self._scratch[key] = get_array_module(p.data).empty(BLOCK_ELEMENTS, p.dtype)
+        if buf is None or buf.size < backend.BLOCK_ELEMENTS:
+            buf = get_array_module(p.data).empty(backend.BLOCK_ELEMENTS, p.dtype)
+            self._scratch[key] = buf
         return buf
 
     def scratch(self, p):

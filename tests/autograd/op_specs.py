@@ -109,7 +109,11 @@ spec(E.Silu, lambda a: a.silu(), lambda a: a / (1 + np.exp(-a)), unary(-4, 4))
 spec(E.Abs, lambda a: a.abs(), np.abs, unary(kinks=(0.0,)), nonsmooth=True)
 spec(E.Maximum, lambda a, b: a.maximum(b), np.maximum, separated_pair, nonsmooth=True)
 spec(E.Minimum, lambda a, b: a.minimum(b), np.minimum, separated_pair, nonsmooth=True)
-spec(E.Clip, lambda a, lo, hi: a.clip(lo, hi), lambda a, lo, hi: np.clip(a, lo, hi),
+def _np_clip(a, lo, hi):  # NumPy 1.x's np.clip refuses two None bounds
+    return np.clip(a, -np.inf if lo is None else lo, np.inf if hi is None else hi)
+
+
+spec(E.Clip, lambda a, lo, hi: a.clip(lo, hi), _np_clip,
      lambda data: ((data.draw(ags.arrays(ags.shapes(), kinks=(-0.5, 0.7))),),
                    {"lo": data.draw(st.sampled_from([-0.5, None])),
                     "hi": data.draw(st.sampled_from([0.7, None]))}),

@@ -163,3 +163,17 @@ def test_embedding_and_getitem_do_not_keep_the_callers_index():
 def test_a_linear_layer_given_float64_input_names_the_mismatch():
     with pytest.raises(TypeError, match="different float dtypes"):
         nn.Linear(2, 2)(ag.tensor(rng.standard_normal((3, 2)))).sum().backward()
+
+
+def test_0d_float32_tensors_stay_float32_on_numpy_1_and_2():
+    """NumPy 1.x computes a 0-d float32 array with a Python float in float64 (0-d arrays count
+    as scalars there); NumPy 2 keeps float32. The engine gives float32 on both."""
+    fns = [lambda t: t.tanh(), lambda t: t.sigmoid(), lambda t: t * 2.0, lambda t: 1.0 - t,
+           lambda t: t.mean(), lambda t: t ** 2.5, lambda t: t.maximum(f32(0.1)),
+           lambda t: t.logsumexp(axis=None), lambda t: t.silu(), lambda t: t / 3]
+    for fn in fns:
+        x = f32(0.7)
+        y = fn(x)
+        assert y.dtype == np.float32
+        y.backward()
+        assert x.grad.dtype == np.float32

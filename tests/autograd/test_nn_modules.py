@@ -214,18 +214,21 @@ def test_dtype_argument_on_every_layer():
     assert nn.Linear(2, 2).weight.dtype == np.float32  # the default
 
 
-def test_init_follows_gpt2_and_is_reproducible():
+def test_init_depends_on_fan_in_and_is_reproducible():
     nn.manual_seed(0)
     a = nn.Linear(256, 512)
     nn.manual_seed(0)
     b = nn.Linear(256, 512)
     np.testing.assert_array_equal(a.weight.data, b.weight.data)
-    assert abs(a.weight.data.std() - 0.02) < 0.001 and abs(a.weight.data.mean()) < 0.001
+    # std 1/sqrt(in_features) (issue 11, item 23; it was GPT-2's 0.02 whatever the fan-in)
+    assert abs(a.weight.data.std() - 1 / 16) < 0.002 and abs(a.weight.data.mean()) < 0.002
+    assert abs(nn.Linear(400, 300).weight.data.std() - 0.05) < 0.002
+    assert abs(nn.Linear(4, 3000).weight.data.std() - 0.5) < 0.02
+    assert abs(nn.Linear(256, 512, std=0.02).weight.data.std() - 0.02) < 0.001  # GPT-2 asks
     assert not a.bias.data.any()
     c = nn.Linear(256, 512, rng=np.random.default_rng(0))
     d = nn.Linear(256, 512, rng=np.random.default_rng(0), dtype=np.float64)
     np.testing.assert_allclose(c.weight.data, d.weight.data, rtol=1e-6)  # same draw, any dtype
-    assert abs(nn.Linear(400, 300, std=None).weight.data.std() - 0.05) < 0.002
     emb = nn.Embedding(1000, 64)
     assert abs(emb.weight.data.std() - 0.02) < 0.001
     ln = nn.LayerNorm(7)
@@ -309,6 +312,17 @@ def test_causal_self_attention_is_causal_and_checks_its_gradient():
     gradcheck(attn, x)
     with pytest.raises(ValueError):
         nn.CausalSelfAttention(10, 3)
+
+
+def test_attention_dropout_draws_from_the_modules_rng():
+    """Two blocks built from equally seeded generators train identically: the rng drives the
+    attention-weight dropout too (it used to be ignored there, so the masks differed)."""
+    x = np.random.default_rng(0).standard_normal((2, 4, 8))
+    a, b = (nn.CausalSelfAttention(8, 2, dropout=0.5, dtype=np.float64,
+                                   rng=np.random.default_rng(5)) for _ in range(2))
+    b.resid_dropout.p = a.resid_dropout.p = 0.0  # only the attention dropout is left random
+    np.testing.assert_array_equal(a(x).data, b(x).data)
+    assert abs(a.c_attn.weight.data.std() - 0.02) < 0.005  # GPT-2's init, asked for explicitly
 
 
 def test_attention_dropout_only_in_training():

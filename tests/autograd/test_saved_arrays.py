@@ -126,3 +126,21 @@ def test_a_float64_memmap_stays_float64_and_is_copied(tmp_path):
     assert t.dtype == np.float64 and type(t.data) is np.ndarray
     assert not np.shares_memory(t.data, mm)
     assert ag.tensor(mm, copy=False).dtype == np.float64
+
+
+def test_a_weight_saved_through_a_view_is_guarded_too():
+    """GPT's tied head computes x @ wte.weight.T: the op saves a view of the weight."""
+    w = ag.tensor(np.ones((3, 2)), requires_grad=True, name="w")
+    opt = optim.SGD([w], lr=0.1)
+    x = ag.tensor(np.ones((4, 2)))
+    first, second = (x @ w.T).sum(), (x @ w.T).sum()
+    with pytest.raises(ValueError, match="read-only"):
+        w.data[...] = 0.0
+    first.backward()
+    opt.step()
+    with pytest.raises(RuntimeError, match=r"matmul: input 1 \(the output of 'transpose'.*shares "
+                                           "memory with a tensor that was modified"):
+        second.backward()
+    del first, second
+    gc.collect()
+    assert w.data.flags.writeable

@@ -44,8 +44,8 @@ class FinetuneConfig:
     out_dir: str = "runs/sft"
     batch_size: int = 32
     batching: str = "pad"  # "pad" (to the longest example in the batch) or "pack"
-    max_steps: int = 200
-    lr: float = 2e-3
+    max_steps: int = 300
+    lr: float = 3e-3
     min_lr: float = 2e-4
     warmup_steps: int = 20
     weight_decay: float = 0.0
