@@ -7,6 +7,7 @@ Models are tiny (one layer, width 32) and world sizes 1-3 on purpose: the machin
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -50,7 +51,8 @@ def launch(n, args, timeout=60, check=True):
 def drive(n, plan, **kw):
     """Run the driver on n ranks; its JSON lines, one per rank."""
     proc = launch(n, [DRIVER, json.dumps(plan)], **kw)
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    # mpiexec forwards the ranks' lines as they come: two may share a line, so find each one.
+    return [json.loads(m) for m in re.findall(r'\{"rank"[^{}]*\}', proc.stdout)]
 
 
 @pytest.fixture(scope="module")
