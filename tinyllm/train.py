@@ -114,6 +114,11 @@ PRESETS = {
 }
 
 
+# The message of the KeyboardInterrupt a deferred Ctrl-C raises: every rank stopped at the same
+# step boundary (so tinyllm.distributed ends the job normally instead of aborting it).
+STOPPED_AT_BOUNDARY = "stopped at a step boundary"
+
+
 class TrainingDiverged(RuntimeError):
     """The loss or gradient became NaN or infinite (or exploded) at a named step."""
 
@@ -281,7 +286,13 @@ def param_groups(model, weight_decay):
 class Trainer:
     """One training run. `Trainer(cfg).run()` trains; `resume=True` continues a run dir."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, log=None):
+    def __init__(self, cfg: TrainConfig, resume: bool = False, log=None, dist=None):
+        from tinyllm.distributed.comm import SingleProcess
+        from tinyllm.distributed.gradients import LocalGradients
+
+        # Data-parallel runs (tinyllm.distributed): the communicator, and what averages the
+        # gradients over the ranks; only rank 0 writes files. One process: both do nothing.
+        self.dist, self.grads = dist or SingleProcess(), LocalGradients()
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         if resume:
             self.run_dir = Path(cfg.out_dir or DEFAULT_OUT)
@@ -387,10 +398,12 @@ class Trainer:
             path = ckpt.checkpoint_dir(self.run_dir) / "state.json"
             raise ckpt.CheckpointError(f"{path}: malformed training state "
                                        f"({type(err).__name__}: {err})") from None
-        self._truncate_metrics()
+        if self.dist.is_root:
+            self._truncate_metrics()
         if self.cfg.max_minutes is None and self.cfg.max_steps != self.total_steps():
             self._extend_schedule(self.cfg.max_steps)
-        self._record_resume()
+        if self.dist.is_root:
+            self._record_resume()
         self.log(f"resumed {self.run_dir} at step {self.step}")
 
     def _load_state(self, state):
@@ -472,6 +485,8 @@ class Trainer:
         ckpt.atomic_write(path, lambda f: f.write(text), mode="w")
 
     def save(self):
+        if not self.dist.is_root:
+            return
         ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, self._state())
 
     # ---- one optimisation step -------------------------------------------------------------------
@@ -505,13 +520,16 @@ class Trainer:
         self._phase = "compute"
         self.optimizer.set_lr(self.lr_at(self.step))
         total = 0.0
-        for _ in range(c.grad_accum):
+        for micro in range(c.grad_accum):
+            self.grads.before_backward(self.step, micro, c.grad_accum)
             x, y = self.train_loader.next_batch()
             loss = self.model(x, y)[1]  # not keeping the logits: (B, T, V) floats freed now
             if c.grad_accum > 1:
                 loss = loss * (1.0 / c.grad_accum)
             loss.backward()
             total += float(asnumpy(loss.data))
+        # Over several ranks: the global batch's loss, gradients averaged, the same everywhere.
+        total, _ = self.grads.reduce(total, stop=getattr(self, "_stop_requested", False))
         norm = optim.clip_grad_norm(self.model.parameters(), c.grad_clip)
         # Guessing uniformly costs ln(V) nats; three times that means training has blown up.
         exploded = total > 3 * math.log(self.model_cfg.vocab_size)
@@ -582,6 +600,8 @@ class Trainer:
         return self.tok.decode(out[0, len(ids):].tolist())
 
     def _metrics(self, record):
+        if not self.dist.is_root:
+            return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -608,8 +628,8 @@ class Trainer:
         previous_handler = self._defer_ctrl_c()
         try:
             while self.step < self.total_steps():
-                if self._stop_requested:  # a Ctrl-C arrived during the last step
-                    raise KeyboardInterrupt
+                if self.grads.stop_agreed(self._stop_requested):  # a Ctrl-C during the last step
+                    raise KeyboardInterrupt(STOPPED_AT_BOUNDARY)
                 if stop_at is not None and self.step >= stop_at:
                     self.save()
                     return None
@@ -621,7 +641,8 @@ class Trainer:
                     self._plan_steps()  # re-planned as the measured speed settles
                     bar.total = self.total_steps()
                 self._metrics({"step": self.step, "loss": loss, "lr": self.lr_at(self.step - 1),
-                               "tokens_per_s": tokens_per_step / dt, "time_s": self.train_seconds})
+                               "tokens_per_s": tokens_per_step / dt, "time_s": self.train_seconds,
+                               "world_size": self.dist.size})
                 # The numbers beside the bar change at most twice a second: setting them
                 # redraws the bar, and a redraw every step costs time and floods a log.
                 if time.perf_counter() - shown >= 0.5:
@@ -630,7 +651,7 @@ class Trainer:
                 bar.update(1)
                 if self.step % c.eval_interval == 0 or self.step == self.total_steps():
                     evals.append(self._eval_and_save())
-                    if self._early_stop():
+                    if self.dist.bcast(self._early_stop()):  # rank 0 evaluates and decides
                         break
         except KeyboardInterrupt:
             if self._interrupted():
@@ -648,6 +669,12 @@ class Trainer:
             bar.close()
             self.log = outer_log
         wall = time.perf_counter() - start
+        if self.dist.size > 1:
+            from tinyllm.distributed import check_identical
+
+            check_identical(self.dist, self.model, f"at the end of step {self.step}")
+            if not self.dist.is_root:
+                return None  # rank 0 reports
         last = evals[-1] if evals else self._eval_and_save()
         p = self.eval_split + "_"
         summary = {k: v for k, v in last.items() if k.startswith(p)}
@@ -664,7 +691,7 @@ class Trainer:
                             "stopped_early": self.step < self.total_steps()})
         summary.update({"train_tokens": self.train_tokens, "steps": self.step,
                         "tokens_per_s": self.train_tokens / max(wall, 1e-9), "wall_s": wall,
-                        "skipped_batches": self.skipped,
+                        "skipped_batches": self.skipped, "world_size": self.dist.size,
                         "parameters": self.model.num_parameters(), "run_dir": str(self.run_dir)})
         summary = rounded(summary)
         ckpt.write_json(self.run_dir / "summary.json", summary)
@@ -697,6 +724,7 @@ class Trainer:
         per_step = self.train_seconds / self.step
         budget = c.max_minutes * 60 - self.train_seconds
         planned = max(self.step + 1, min(c.max_steps, self.step + int(budget / per_step)))
+        planned = self.dist.bcast(planned)  # every rank must take the same number of steps
         if self.planned_steps is None:  # said once; later re-plans only move the bar's end
             self.log(f"planned {planned} steps to fit {c.max_minutes} minutes (re-planned as "
                      "the measured speed settles)")
@@ -714,6 +742,8 @@ class Trainer:
         """Evaluate, print, checkpoint; a new best evaluation also goes to checkpoint-best/
         (written before checkpoint/, so a crash between the two leaves a state that, resumed,
         writes the same best again)."""
+        if not self.dist.is_root:
+            return None  # rank 0 alone evaluates, samples and saves
         metrics = self.evaluate()
         sample = self.sample()
         record = {"step": self.step, **metrics, "sample": sample}

@@ -119,6 +119,9 @@ def register(subparsers):
     p.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
     _add_dataclass_flags(p, GPTConfig, "model")
     _add_dataclass_flags(p, TrainConfig, "training")
+    from tinyllm.distributed import add_flags  # imports no MPI
+
+    add_flags(p)
     p.set_defaults(func=run_train)
 
     s = subparsers.add_parser(
@@ -171,6 +174,16 @@ def config_from_args(args) -> TrainConfig:
 
 
 def run_train(args) -> int:
+    from tinyllm import distributed
+
+    # Under mpiexec: one rank of a data-parallel job; an error on any rank ends them all.
+    comm = distributed.connect(args.distributed, args.device or "cpu")
+    with distributed.guard(comm):
+        return _train(args, comm)
+
+
+def _train(args, comm) -> int:
+    from tinyllm.distributed import setup
     from tinyllm.train import Trainer, TrainingDiverged
 
     if args.resume:
@@ -182,16 +195,19 @@ def run_train(args) -> int:
             given["progress"] = False
         cfg = resume_config(args.resume, given)  # refuses flags a resume can't honour
         check_train(cfg, read_run_config(args.resume)["model"], trains_tokenizer=False)
-        trainer = Trainer(cfg, resume=True)
     else:
         cfg = config_from_args(args)
         check_train(cfg, cfg.model, trains_tokenizer=cfg.tokenizer is None)
-        trainer = Trainer(cfg)
+    trainer = setup(comm, Trainer, cfg, resume=bool(args.resume), bucket_mb=args.bucket_mb,
+                    overlap=args.overlap)
     try:
         summary = trainer.run()
     except TrainingDiverged as err:
-        print(f"tinyllm train: {err}", file=sys.stderr)
+        if comm.is_root:
+            print(f"tinyllm train: {err}", file=sys.stderr)
         return 1
+    if summary is None:  # not rank 0: rank 0 reports
+        return 0
     print(json.dumps(summary, indent=2))
     print(f"saved to {summary['run_dir']}  (sample: tinyllm sample {summary['run_dir']})",
           file=sys.stderr)
