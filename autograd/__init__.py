@@ -8,12 +8,18 @@ with every backward pass written by hand.
     x.grad  # 2 * x
 """
 
+from autograd._clash import check_package_folder as _check_package_folder
 from autograd.backend import get_default_device, set_default_device
 from autograd.function import Context, Function
 from autograd.grad_mode import enable_grad, is_grad_enabled, no_grad
 from autograd.ops.elementwise import where
 from autograd.ops.shape import concatenate, split, stack
 from autograd.tensor import Tensor, get_default_dtype, set_default_dtype, tensor
+
+# tinyllm looks for this exact line before it trusts `import autograd` (HIPS autograd has the
+# same package name; see tinyllm/_engine_check.py), and we stop if HIPS's files share our folder.
+__tinyllm_engine__ = True
+_check_package_folder(__path__[0])
 
 __all__ = [
     "Tensor", "tensor", "Function", "Context", "no_grad", "enable_grad", "is_grad_enabled",

@@ -24,3 +24,10 @@ def test_examples_are_in_percent_cell_format():
         text = script.read_text()
         assert text.lstrip().startswith(('"""', "#")), f"{script.name}: needs a header"
         assert "# %%" in text, f"{script.name}: use '# %%' cells so it opens as a notebook"
+
+
+def test_every_example_is_on_the_tutorial_path():
+    """examples/README.md describes each script: the path a student follows."""
+    readme = (EXAMPLES[0].parent / "README.md").read_text()
+    missing = [s.name for s in EXAMPLES if f"`{s.name}`" not in readme]
+    assert not missing, f"add these to examples/README.md: {missing}"

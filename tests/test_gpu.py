@@ -32,7 +32,9 @@ from tests import fake_cupy
 from tests.autograd.op_specs import SPECS
 from tinyllm import GPT, GPTConfig
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The folder holding the packages being tested: the checkout, or site-packages when the tests
+# run against an installed wheel (.ci/wheel_check).
+ROOT = pathlib.Path(ag.__file__).resolve().parents[1]
 DEVICES = ["fake", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 

@@ -9,7 +9,11 @@ import pathlib
 import subprocess
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+import autograd
+
+# The folder holding the packages being tested: the checkout, or site-packages when the tests
+# run against an installed wheel (.ci/wheel_check).
+ROOT = pathlib.Path(autograd.__file__).resolve().parents[1]
 
 
 def _imports(path):

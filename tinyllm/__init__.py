@@ -6,7 +6,11 @@ Heavy submodules are imported lazily so that `import tinyllm` (and the `tinyllm`
 start-up) stays fast.
 """
 
-__version__ = "0.1.0"
+from tinyllm._engine_check import check_engine as _check_engine
+from tinyllm._version import __version__
+
+# Stop here, with the fix, if `autograd` is another project's package (HIPS autograd).
+_check_engine()
 
 _LAZY = {
     "GPT": "tinyllm.model",

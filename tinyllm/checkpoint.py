@@ -2,6 +2,7 @@
 
     RUN_DIR/config.json          model and training configuration (written once)
     RUN_DIR/tokenizer.json       the tokenizer (written once)
+    RUN_DIR/checkpoint-best/     the same, at the best evaluation so far (lowest val loss)
     RUN_DIR/checkpoint/          the latest checkpoint:
         model.safetensors        the weights, GPT-2 names (safetensors: never pickle)
         optimizer.safetensors    the optimizer's moment buffers
@@ -24,7 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from autograd.backend import asnumpy
-from tinyllm.safetensors import SafetensorsError, atomic_write, fsync_dir, load_file, save_file
+from tinyllm.safetensors import (
+    SafetensorsError,
+    atomic_write,
+    fsync_dir,
+    load_file,
+    read_regular_file,
+    save_file,
+)
 
 FORMAT = "tinyllm-checkpoint"
 VERSION = 1
@@ -41,13 +49,21 @@ def write_json(path, obj):
 
 
 def read_json(path):
+    """A JSON object from a regular file (not a link); anything else is a CheckpointError
+    naming the file."""
     path = Path(path)
+    if not os.path.lexists(path):
+        raise CheckpointError(f"{path}: missing")
+    raw = read_regular_file(path, CheckpointError)
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing") from None
-    except json.JSONDecodeError as err:
+        obj = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except (json.JSONDecodeError, RecursionError) as err:
         raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: not a JSON object")
+    return obj
 
 
 def _optimizer_split(optimizer):
@@ -64,20 +80,45 @@ def _optimizer_split(optimizer):
     return arrays, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
+def _number(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _index(text) -> int:
+    if not isinstance(text, str) or not text.isdigit():
+        raise ValueError(f"parameter index {text!r} is not a non-negative integer")
+    return int(text)
+
+
 def _optimizer_join(arrays, meta):
+    """The optimizer's state_dict from its two halves, every value's type checked (the state
+    comes from a file: a string where a count belongs must fail here, not steps later)."""
     state = {}
     for key, value in arrays.items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
+        index, _, name = key.partition(".")
+        state.setdefault(_index(index), {})[name] = value
+    if not isinstance(meta.get("scalars"), dict) or not isinstance(meta.get("param_groups"), list):
+        raise ValueError("state.json's optimizer entry needs 'scalars' and 'param_groups'")
     for index, entry in meta["scalars"].items():
-        state.setdefault(int(index), {}).update(entry)
+        if not isinstance(entry, dict) or not all(_number(v) for v in entry.values()):
+            raise ValueError(f"scalars of parameter {index} must be numbers")
+        state.setdefault(_index(index), {}).update(entry)
+    for group in meta["param_groups"]:
+        if not isinstance(group, dict) or not isinstance(group.get("params"), list):
+            raise ValueError("each param group must be an object with a 'params' list")
+        for key, value in group.items():
+            ok = (all(_number(v) for v in value) if isinstance(value, list)
+                  else value is None or isinstance(value, bool) or _number(value))
+            if not ok:
+                raise ValueError(f"param group setting {key!r} = {value!r} is not a number")
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(run_dir, model, optimizer, state: dict) -> Path:
-    """Write model, optimizer and `state` (JSON-serialisable) as RUN_DIR/checkpoint."""
+def save_checkpoint(run_dir, model, optimizer, state: dict, name: str = "checkpoint") -> Path:
+    """Write model, optimizer and `state` (JSON-serialisable) as RUN_DIR/<name> (checkpoint, or
+    checkpoint-best for the best evaluation so far), by the same swap of whole folders."""
     run_dir = Path(run_dir)
-    tmp, final, old = run_dir / ".checkpoint.tmp", run_dir / "checkpoint", run_dir / ".checkpoint.old"
+    tmp, final, old = run_dir / f".{name}.tmp", run_dir / name, run_dir / f".{name}.old"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -99,28 +140,44 @@ def save_checkpoint(run_dir, model, optimizer, state: dict) -> Path:
     return final
 
 
-def checkpoint_dir(run_dir) -> Path:
-    """The newest complete checkpoint folder of a run (falls back after an interrupted swap)."""
+def checkpoint_dir(run_dir, name: str = "checkpoint") -> Path:
+    """The newest complete checkpoint folder of a run (falls back after an interrupted swap).
+    `name="checkpoint-best"` gives the best evaluation's."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory")
-    for candidate in (run_dir / "checkpoint", run_dir / ".checkpoint.old"):
-        if (candidate / "state.json").exists():
+    for candidate in (run_dir / name, run_dir / f".{name}.old"):
+        if candidate.is_symlink():
+            raise CheckpointError(f"{candidate}: is a symbolic link; refusing to follow it")
+        if os.path.lexists(candidate / "state.json"):
             return candidate
-    raise CheckpointError(f"{run_dir}: has no checkpoint (expected {run_dir / 'checkpoint'})")
+    raise CheckpointError(f"{run_dir}: has no checkpoint (expected {run_dir / name})")
+
+
+def _check_finite(arrays, path):
+    for name, arr in arrays.items():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise CheckpointError(f"{path}: tensor {name!r} holds NaN or infinite values")
 
 
 def load_weights(model, folder):
-    """Load model.safetensors from `folder` into `model`, with errors that name the file."""
+    """Load model.safetensors from `folder` into `model`, with errors that name the file.
+    Weights that are NaN or infinite are refused: such a model can only produce garbage."""
     path = Path(folder) / "model.safetensors"
     try:
         weights, _ = load_file(path)
     except SafetensorsError as err:
         raise CheckpointError(str(err)) from None
+    _check_finite(weights, path)
     try:
         model.load_state_dict(weights, strict=True)
-    except Exception as err:  # a mismatch between file and model: say which file
-        raise CheckpointError(f"{path} does not fit this model: {err}") from None
+    except Exception as err:  # a mismatch between file and model: say which file, one line
+        raise CheckpointError(f"{path} does not fit this model: {_one_line(err)}") from None
+
+
+def _one_line(err, limit=400) -> str:
+    text = " | ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def load_checkpoint(run_dir, model, optimizer=None) -> dict:
@@ -131,11 +188,17 @@ def load_checkpoint(run_dir, model, optimizer=None) -> dict:
         raise CheckpointError(f"{folder / 'state.json'}: not a {FORMAT} v{VERSION} checkpoint")
     load_weights(model, folder)
     if optimizer is not None:
+        path = folder / "optimizer.safetensors"
         try:
-            arrays, _ = load_file(folder / "optimizer.safetensors")
+            arrays, _ = load_file(path)
+        except SafetensorsError as err:
+            raise CheckpointError(str(err)) from None
+        _check_finite(arrays, path)
+        try:
             optimizer.load_state_dict(_optimizer_join(arrays, state["optimizer"]))
-        except (SafetensorsError, KeyError, ValueError) as err:
-            raise CheckpointError(f"{folder / 'optimizer.safetensors'}: {err}") from None
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as err:
+            raise CheckpointError(f"{path} (with {folder / 'state.json'}) does not fit this "
+                                  f"optimizer: {type(err).__name__}: {err}") from None
     return state
 
 

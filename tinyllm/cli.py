@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "tinyllm.align.cli",  # tinyllm finetune, tinyllm chat
     "tinyllm.align.dpo_cli",  # tinyllm dpo
     "tinyllm.evaluate.cli",  # tinyllm eval, tinyllm report, tinyllm pipeline
+    "tinyllm.hf.cli",  # tinyllm import, tinyllm export
 )
 
 

@@ -48,6 +48,10 @@ def plot_losses(metrics_path, out_path, strict=False) -> Path | None:
     """Train and evaluation loss against step, from metrics.jsonl, as a PNG.
     Returns the path, or None when matplotlib is not installed (`strict`: raise RuntimeError
     saying how to install it)."""
+    # Read first: a damaged metrics file is worth knowing about with or without matplotlib.
+    train, evaluations = read_losses(metrics_path)
+    if strict and not (train or evaluations):
+        raise ValueError(f"{metrics_path}: no losses recorded yet")
     try:
         import matplotlib
 
@@ -57,9 +61,6 @@ def plot_losses(metrics_path, out_path, strict=False) -> Path | None:
         if strict:
             raise RuntimeError(MISSING_MATPLOTLIB) from None
         return None
-    train, evaluations = read_losses(metrics_path)
-    if strict and not (train or evaluations):
-        raise ValueError(f"{metrics_path}: no losses recorded yet")
     fig, ax = plt.subplots(figsize=(7, 4))
     if train:
         ax.plot(*zip(*train), label="train", alpha=0.6)

@@ -9,7 +9,9 @@ the format the rest of the ecosystem (HF safetensors, transformers) reads.
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
 
 import numpy as np
 
@@ -83,14 +85,32 @@ def save_file(tensors: dict, path, metadata: dict | None = None) -> None:
     atomic_write(path, write)
 
 
-def load_file(path) -> tuple[dict, dict]:
-    """Read a safetensors file: ({name: array}, metadata). Every offset and size is checked."""
+def read_regular_file(path, error=ValueError) -> bytes:
+    """The bytes of `path`, which must be a regular file and not a symbolic link (a link could
+    point a run folder at anything; a FIFO or device would block or never end): else `error`."""
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        info = os.lstat(path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
+        raise error(f"{path}: no such file") from None
+    except OSError as err:
+        raise error(f"{path}: cannot be read ({err.strerror or err})") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise error(f"{path}: is a symbolic link; refusing to follow it (copy the file instead)")
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{path}: is not a regular file")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as err:
+        raise error(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+def load_file(path) -> tuple[dict, dict]:
+    """Read a safetensors file: ({name: array}, metadata). Every offset and size is checked;
+    anything malformed raises `SafetensorsError` naming the file."""
+    path = os.fspath(path)
+    raw = read_regular_file(path, SafetensorsError)
     if len(raw) < 8:
         raise SafetensorsError(f"{path}: too short to be a safetensors file ({len(raw)} bytes)")
     n = int.from_bytes(raw[:8], "little")
@@ -98,21 +118,26 @@ def load_file(path) -> tuple[dict, dict]:
         raise SafetensorsError(f"{path}: header length {n} is larger than the file (truncated?)")
     try:
         header = json.loads(raw[8:8 + n])
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise SafetensorsError(f"{path}: header is not valid JSON ({err})") from None
     if not isinstance(header, dict):
         raise SafetensorsError(f"{path}: header is not a JSON object")
     metadata = header.pop("__metadata__", {}) or {}
+    if not isinstance(metadata, dict) or not all(
+            isinstance(v, str) for v in metadata.values()):
+        raise SafetensorsError(f"{path}: __metadata__ is not a map of strings")
     data = memoryview(raw)[8 + n:]
     tensors = {}
     for name, info in header.items():
         try:
             dtype = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<")
-            shape = tuple(int(s) for s in info["shape"])
-            begin, end = (int(o) for o in info["data_offsets"])
+            shape = tuple(_exact_int(s) for s in info["shape"])
+            begin, end = (_exact_int(o) for o in info["data_offsets"])
         except (KeyError, TypeError, ValueError):
             raise SafetensorsError(f"{path}: tensor {name!r} has a malformed header entry") from None
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if any(d < 0 for d in shape):
+            raise SafetensorsError(f"{path}: tensor {name!r} has a negative dimension {shape}")
+        expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
         if not 0 <= begin <= end <= len(data) or end - begin != expected:
             raise SafetensorsError(
                 f"{path}: tensor {name!r} claims bytes [{begin}, {end}) for shape {shape} "
@@ -121,3 +146,10 @@ def load_file(path) -> tuple[dict, dict]:
         arr = np.frombuffer(data[begin:end], dtype=dtype).reshape(shape)
         tensors[name] = arr.astype(dtype.newbyteorder("="), copy=True)
     return tensors, metadata
+
+
+def _exact_int(value) -> int:
+    """A JSON integer (not a bool, float or string that merely converts to one)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"not an integer: {value!r}")
+    return value

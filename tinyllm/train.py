@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -29,6 +30,8 @@ import autograd as ag
 from autograd import optim
 from autograd.backend import asnumpy
 from tinyllm import checkpoint as ckpt
+from tinyllm.checkpoint import CheckpointError
+from tinyllm.data.dataset import DataFileError
 from tinyllm.model import GPT, GPTConfig
 
 
@@ -56,6 +59,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     skip_nonfinite: bool = False  # skip a batch whose loss or gradient is NaN/inf or exploded
+    early_stop: int | None = field(default=None, metadata={
+        "help": "stop after N evaluations without a better validation loss (the best is kept "
+                "in checkpoint-best/)"})
     progress: bool = True
     model: dict = field(default_factory=dict)  # GPTConfig fields
 
@@ -63,6 +69,35 @@ class TrainConfig:
     def from_dict(cls, d):
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+    def check(self):
+        """Raise ValueError naming the first setting that no run can use."""
+        def bad(name, rule):
+            raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+
+        for name in ("batch_size", "grad_accum", "max_steps", "eval_interval"):
+            if getattr(self, name) < 1:
+                bad(name, "at least 1")
+        for name in ("warmup_steps", "sample_tokens", "seed"):
+            if getattr(self, name) < 0:
+                bad(name, "0 or more")
+        for name in ("eval_tokens", "early_stop"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                bad(name, "at least 1 (or left out)")
+        for name in ("lr", "min_lr", "weight_decay"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                bad(name, "a finite number, 0 or more")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                bad(name, "in [0, 1)")
+        if not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            bad("grad_clip", "a finite number above 0")
+        if self.max_minutes is not None and not (math.isfinite(self.max_minutes)
+                                                 and self.max_minutes > 0):
+            bad("max_minutes", "a finite number above 0 (or left out)")
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            bad("device", "'cpu' or 'cuda' (or 'cuda:N')")
+        return self
 
 
 PRESETS = {
@@ -79,6 +114,11 @@ PRESETS = {
 }
 
 
+# The message of the KeyboardInterrupt a deferred Ctrl-C raises: every rank stopped at the same
+# step boundary (so tinyllm.distributed ends the job normally instead of aborting it).
+STOPPED_AT_BOUNDARY = "stopped at a step boundary"
+
+
 class TrainingDiverged(RuntimeError):
     """The loss or gradient became NaN or infinite (or exploded) at a named step."""
 
@@ -89,6 +129,82 @@ class RunFolderError(ValueError):
 
 
 DEFAULT_OUT = "runs/tinyllm"
+
+
+def _check_types(cls, values: dict, where: str) -> dict:
+    """`values` with each known field of dataclass `cls` of its declared type (an int is a
+    float too; None only where the type allows it), else ValueError naming field and `where`."""
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if name not in hints:
+            continue
+        allowed = typing.get_args(hints[name]) or (hints[name],)
+        ok = any(value is None if t is type(None)
+                 else isinstance(value, int | float) and not isinstance(value, bool)
+                 if t is float
+                 else isinstance(value, t) and not (t is int and isinstance(value, bool))
+                 for t in allowed)
+        if not ok:
+            raise ValueError(f"{where}: {name} = {value!r} is not of type {hints[name]}")
+    return values
+
+
+def read_run_config(run_dir) -> dict:
+    """config.json of a run, checked: {"model": GPTConfig fields, "train": TrainConfig fields,
+    ...}. Anything missing, of the wrong type or unknown to GPTConfig is a CheckpointError
+    naming the file; nothing in it is executed or trusted blindly."""
+    path = Path(run_dir) / "config.json"
+    saved = ckpt.read_json(path)
+    try:
+        if not isinstance(saved.get("model"), dict) or not isinstance(saved.get("train"), dict):
+            raise ValueError('needs "model" and "train" objects')
+        _check_types(GPTConfig, saved["model"], "model")
+        _check_types(TrainConfig, saved["train"], "train")
+        if not isinstance(saved["train"].get("model", {}), dict):
+            raise ValueError('"train" "model" must be an object')
+        TrainConfig.from_dict(saved["train"]).check()
+        model = GPTConfig.from_dict(saved["model"])  # its own checks of values and fields
+        if not 0 <= model.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {model.dropout!r}")
+    except (ValueError, TypeError) as err:
+        raise ckpt.CheckpointError(f"{path}: {err}") from None
+    return saved
+
+
+# What a resume may change: how long the run goes on and what it reports and saves, never
+# anything the steps already taken depend on (model, data, batch shape, optimizer, seed).
+RESUMABLE = ("max_steps", "max_minutes", "eval_interval", "eval_tokens", "sample_tokens",
+             "skip_nonfinite", "early_stop", "progress", "device")
+
+
+def resume_config(run_dir, given: dict) -> TrainConfig:
+    """The configuration to resume `run_dir` with: the saved one, changed by the settings in
+    `given` ({field name: value}, TrainConfig or GPTConfig fields, e.g. the flags typed) that
+    a resume can honour (`RESUMABLE`). Any other setting that differs from the run's is refused
+    by name, never silently ignored. A new --max-steps without --max-minutes drops the time
+    budget (the step count wins) and extends or shortens the run (see `Trainer._extend_schedule`)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise RunFolderError(f"{run_dir}: not a run directory (no config.json)")
+    saved = read_run_config(run_dir)
+    cfg = TrainConfig.from_dict({**saved["train"], "out_dir": str(run_dir)})
+    # Model settings as asked (the vocabulary size asked for, not what the tokenizer reached)
+    model = {**saved.get("model", {}), **saved["train"].get("model", {})}
+    refused = []
+    for name, value in given.items():
+        if name in RESUMABLE or (name == "out_dir" and Path(value) == run_dir):
+            continue
+        old = model.get(name) if name in model else getattr(cfg, name, None)
+        if value != old:
+            refused.append(f"--{name.replace('_', '-')} {value} (the run has {old})")
+    if refused:
+        raise RunFolderError(
+            f"--resume {run_dir} continues the run as it was configured and cannot change "
+            f"{', '.join(refused)}; drop these flags, or start a new run with them (--out NEW)")
+    updates = {k: v for k, v in given.items() if k in RESUMABLE}
+    if "max_steps" in updates and "max_minutes" not in updates:
+        updates["max_minutes"] = None
+    return replace(cfg, **updates)
 
 
 def new_run_dir(out_dir: str | None, log) -> Path:
@@ -136,7 +252,14 @@ def load_data(cfg: TrainConfig, vocab_size: int, run_dir: Path, log, resume: boo
                                  "prepared with; prepare the data with it, or leave it out")
     else:
         folder = run_dir / "data"
-        differences = check_prepared(folder, provenance([cfg.data], vocab_size, cfg.tokenizer))
+        try:
+            expected = provenance([cfg.data], vocab_size, cfg.tokenizer)
+        except FileNotFoundError as err:
+            if not resume:
+                raise
+            raise RunFolderError(f"cannot resume {run_dir}: the data its config.json names is "
+                                 f"gone ({err})") from None
+        differences = check_prepared(folder, expected)
         if differences and resume and (folder / "meta.json").exists():
             raise RunFolderError(
                 f"cannot resume {run_dir}: its prepared data {folder} no longer matches the run's "
@@ -163,11 +286,25 @@ def param_groups(model, weight_decay):
 class Trainer:
     """One training run. `Trainer(cfg).run()` trains; `resume=True` continues a run dir."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, log=None):
+    def __init__(self, cfg: TrainConfig, resume: bool = False, log=None, dist=None):
+        from tinyllm.distributed.comm import SingleProcess
+        from tinyllm.distributed.gradients import LocalGradients
+
+        # Data-parallel runs (tinyllm.distributed): the communicator, and what averages the
+        # gradients over the ranks; only rank 0 writes files. One process: both do nothing.
+        self.dist, self.grads = dist or SingleProcess(), LocalGradients()
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         if resume:
             self.run_dir = Path(cfg.out_dir or DEFAULT_OUT)
-            self._setup(cfg, resume)
+            try:
+                self._setup(cfg, resume)
+            except (CheckpointError, RunFolderError, DataFileError):
+                raise  # these name their file already
+            except (ValueError, TypeError, KeyError, OverflowError) as err:
+                # Every value came from the run's files: say so rather than show a bare error.
+                raise CheckpointError(
+                    f"cannot resume {self.run_dir}: {type(err).__name__}: {err} (from its "
+                    "config.json or checkpoint/state.json, which look damaged)") from None
             return
         self.run_dir = new_run_dir(cfg.out_dir, self.log)
         created = not self.run_dir.exists()
@@ -181,21 +318,22 @@ class Trainer:
             raise
 
     def _setup(self, cfg, resume):
-        self.cfg = cfg
+        self.cfg = cfg.check()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.device != "cpu":
             ag.set_default_device(cfg.device)
         if resume:
-            saved = ckpt.read_json(self.run_dir / "config.json")
-            self.model_cfg = GPTConfig.from_dict(saved["model"])
+            self.model_cfg = GPTConfig.from_dict(read_run_config(self.run_dir)["model"])
         elif cfg.init_from:  # continued pre-training: the run's architecture and tokenizer
             from tinyllm import init_from
 
             self.model_cfg, cfg.tokenizer = init_from.init_config(cfg)
         else:
             self.model_cfg = GPTConfig(**cfg.model)
-        self.tok, train, val, test = load_data(cfg, self.model_cfg.vocab_size, self.run_dir,
-                                               self.log, resume=resume)
+        # The vocabulary size asked for (the tokenizer may stop merging before it: the model
+        # then takes the tokenizer's size, which is what config.json's "model" records).
+        asked = cfg.model.get("vocab_size", self.model_cfg.vocab_size)
+        self.tok, train, val, test = load_data(cfg, asked, self.run_dir, self.log, resume=resume)
         if cfg.init_from and not resume:
             init_from.check_same_tokenizer(self.tok, cfg)
         if self.tok.vocab_size != self.model_cfg.vocab_size:
@@ -227,6 +365,9 @@ class Trainer:
         self.train_tokens = 0
         self.skipped = 0
         self.train_seconds = 0.0
+        self.extensions = []  # learning-rate schedules of resumes that extended the run
+        self.best = None  # the best evaluation so far: {"step", "loss"}
+        self.evals_since_best = 0
         if resume:
             self._restore()
         else:
@@ -243,19 +384,89 @@ class Trainer:
         return {"step": self.step, "planned_steps": self.planned_steps,
                 "train_tokens": self.train_tokens, "skipped": self.skipped,
                 "train_seconds": self.train_seconds, "loader": self.train_loader.state_dict(),
-                "model_rng": ckpt.rng_state(self.model.rng)}
+                "model_rng": ckpt.rng_state(self.model.rng), "extensions": self.extensions,
+                "best": self.best, "evals_since_best": self.evals_since_best}
 
     def _restore(self):
-        state = ckpt.load_checkpoint(self.run_dir, self.model, self.optimizer)
-        self.step, self.planned_steps = state["step"], state["planned_steps"]
-        self.train_tokens, self.skipped = state["train_tokens"], state["skipped"]
-        self.train_seconds = state["train_seconds"]
+        try:
+            state = ckpt.load_checkpoint(self.run_dir, self.model, self.optimizer)
+        except ckpt.CheckpointError as err:
+            raise RunFolderError(f"cannot resume: {err}") from None
+        try:
+            self._load_state(state)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
+            path = ckpt.checkpoint_dir(self.run_dir) / "state.json"
+            raise ckpt.CheckpointError(f"{path}: malformed training state "
+                                       f"({type(err).__name__}: {err})") from None
+        if self.dist.is_root:
+            self._truncate_metrics()
+        if self.cfg.max_minutes is None and self.cfg.max_steps != self.total_steps():
+            self._extend_schedule(self.cfg.max_steps)
+        if self.dist.is_root:
+            self._record_resume()
+        self.log(f"resumed {self.run_dir} at step {self.step}")
+
+    def _load_state(self, state):
+        """Take the counters, schedule, best evaluation, data position and dropout generator
+        from a checkpoint's state, checking each type (the file may have been damaged)."""
+        def count(key, optional=False):
+            value = state.get(key) if optional else state[key]
+            if value is None and optional:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key!r} must be a non-negative integer, not {value!r}")
+            return value
+
+        self.step, self.planned_steps = count("step"), count("planned_steps", optional=True)
+        self.train_tokens, self.skipped = count("train_tokens"), count("skipped")
+        self.train_seconds = float(state["train_seconds"])
+        self.evals_since_best = count("evals_since_best", optional=True) or 0
+        self.extensions = state.get("extensions") or []
+        for ext in self.extensions:
+            if not (isinstance(ext, dict) and isinstance(ext.get("step"), int)
+                    and isinstance(ext.get("lr"), int | float)):
+                raise ValueError(f"bad schedule extension {ext!r}")
+        self.best = state.get("best")
+        if self.best is not None and not (isinstance(self.best, dict) and isinstance(
+                self.best.get("loss"), int | float) and isinstance(self.best.get("step"), int)):
+            raise ValueError(f"bad best evaluation {self.best!r}")
+        if not isinstance(state["loader"], dict) or not isinstance(state["model_rng"], dict):
+            raise ValueError("'loader' and 'model_rng' must be objects")
         self.train_loader.load_state_dict(state["loader"])
         ckpt.set_rng_state(self.model.rng, state["model_rng"])
-        self._truncate_metrics()
-        if self.cfg.max_minutes is None:  # a step count given now (e.g. a longer run) wins
-            self.planned_steps = self.cfg.max_steps
-        self.log(f"resumed {self.run_dir} at step {self.step}")
+
+    def _extend_schedule(self, new_total):
+        """Train to `new_total` steps instead of the planned count without restarting the
+        cosine: from this step the learning rate follows half a cosine from where it is now down
+        to min_lr at `new_total` (a finished run, already at min_lr, simply stays there). Steps
+        already taken keep the schedule they had, and an unfinished run resumed with its own step
+        count is untouched, so its resume stays bit-identical."""
+        if self.step == 0:  # nothing trained yet: simply plan the new length
+            self.planned_steps = new_total
+            return
+        lr_now = self.lr_at(self.step)
+        if self.extensions:
+            self.extensions[-1]["until"] = self.total_steps()  # freeze the superseded segment
+        self.extensions.append({"step": self.step, "lr": lr_now, "until": None,
+                                "base_total": self.total_steps() if not self.extensions else None})
+        self.log(f"extending the run to {new_total} steps: the learning rate goes on from "
+                 f"{lr_now:.3g} (step {self.step}) down to {self.cfg.min_lr:.3g}; it does not "
+                 "restart the cosine")
+        self.planned_steps = new_total
+
+    def _record_resume(self):
+        """config.json always holds the configuration in force, plus the history of what each
+        resume changed (so a second resume starts from the first one's settings)."""
+        path = self.run_dir / "config.json"
+        saved = ckpt.read_json(path)
+        now = asdict(self.cfg)
+        changed = {k: [saved["train"].get(k), v] for k, v in now.items()
+                   if k not in ("out_dir", "progress") and saved["train"].get(k) != v}
+        if not changed:
+            return
+        saved.setdefault("resumes", []).append({"step": self.step, "changed": changed})
+        saved["train"] = {**now, "out_dir": saved["train"].get("out_dir", str(self.run_dir))}
+        ckpt.write_json(path, saved)
 
     def _truncate_metrics(self):
         """Drop the metrics a killed run logged after its checkpoint: the resumed run logs
@@ -274,13 +485,23 @@ class Trainer:
         ckpt.atomic_write(path, lambda f: f.write(text), mode="w")
 
     def save(self):
+        if not self.dist.is_root:
+            return
         ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, self._state())
 
     # ---- one optimisation step -------------------------------------------------------------------
     def lr_at(self, step):
+        """Warmup and cosine decay over the planned steps; after a resume that extended the run,
+        the extension's own decay from the rate it started at (see `_extend_schedule`)."""
         c = self.cfg
-        return optim.schedules.warmup_cosine(step, c.lr, min(c.warmup_steps, self.total_steps()),
-                                             self.total_steps(), c.min_lr)
+        ext = next((e for e in reversed(self.extensions) if step >= e["step"]), None)
+        if ext is None:
+            total = self.extensions[0]["base_total"] if self.extensions else self.total_steps()
+            return optim.schedules.warmup_cosine(step, c.lr, min(c.warmup_steps, total), total,
+                                                 c.min_lr)
+        until = ext["until"] or self.total_steps()
+        progress = min(1.0, (step - ext["step"]) / max(1, until - ext["step"]))
+        return c.min_lr + 0.5 * (ext["lr"] - c.min_lr) * (1.0 + math.cos(math.pi * progress))
 
     def total_steps(self):
         return self.planned_steps or self.cfg.max_steps
@@ -299,13 +520,16 @@ class Trainer:
         self._phase = "compute"
         self.optimizer.set_lr(self.lr_at(self.step))
         total = 0.0
-        for _ in range(c.grad_accum):
+        for micro in range(c.grad_accum):
+            self.grads.before_backward(self.step, micro, c.grad_accum)
             x, y = self.train_loader.next_batch()
             loss = self.model(x, y, return_logits=False)[1]  # the (B, T, V) logits never held
             if c.grad_accum > 1:
                 loss = loss * (1.0 / c.grad_accum)
             loss.backward()
             total += float(asnumpy(loss.data))
+        # Over several ranks: the global batch's loss, gradients averaged, the same everywhere.
+        total, _ = self.grads.reduce(total, stop=getattr(self, "_stop_requested", False))
         norm = optim.clip_grad_norm(self.model.parameters(), c.grad_clip)
         # Guessing uniformly costs ln(V) nats; three times that means training has blown up.
         exploded = total > 3 * math.log(self.model_cfg.vocab_size)
@@ -376,6 +600,8 @@ class Trainer:
         return self.tok.decode(out[0, len(ids):].tolist())
 
     def _metrics(self, record):
+        if not self.dist.is_root:
+            return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -397,12 +623,13 @@ class Trainer:
             self.log = bar.write  # messages must not break the bar's line
         start = time.perf_counter() - self.train_seconds
         evals = []
+        shown = -math.inf  # when the bar's numbers were last updated
         self._stop_requested = False
         previous_handler = self._defer_ctrl_c()
         try:
             while self.step < self.total_steps():
-                if self._stop_requested:  # a Ctrl-C arrived during the last step
-                    raise KeyboardInterrupt
+                if self.grads.stop_agreed(self._stop_requested):  # a Ctrl-C during the last step
+                    raise KeyboardInterrupt(STOPPED_AT_BOUNDARY)
                 if stop_at is not None and self.step >= stop_at:
                     self.save()
                     return None
@@ -414,11 +641,18 @@ class Trainer:
                     self._plan_steps()  # re-planned as the measured speed settles
                     bar.total = self.total_steps()
                 self._metrics({"step": self.step, "loss": loss, "lr": self.lr_at(self.step - 1),
-                               "tokens_per_s": tokens_per_step / dt, "time_s": self.train_seconds})
+                               "tokens_per_s": tokens_per_step / dt, "time_s": self.train_seconds,
+                               "world_size": self.dist.size})
+                # The numbers beside the bar change at most twice a second: setting them
+                # redraws the bar, and a redraw every step costs time and floods a log.
+                if time.perf_counter() - shown >= 0.5:
+                    shown = time.perf_counter()
+                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
                 if self.step % c.eval_interval == 0 or self.step == self.total_steps():
                     evals.append(self._eval_and_save())
+                    if self.dist.bcast(self._early_stop()):  # rank 0 evaluates and decides
+                        break
         except KeyboardInterrupt:
             if self._interrupted():
                 self.save()
@@ -435,6 +669,12 @@ class Trainer:
             bar.close()
             self.log = outer_log
         wall = time.perf_counter() - start
+        if self.dist.size > 1:
+            from tinyllm.distributed import check_identical
+
+            check_identical(self.dist, self.model, f"at the end of step {self.step}")
+            if not self.dist.is_root:
+                return None  # rank 0 reports
         last = evals[-1] if evals else self._eval_and_save()
         p = self.eval_split + "_"
         summary = {k: v for k, v in last.items() if k.startswith(p)}
@@ -446,15 +686,20 @@ class Trainer:
             self._metrics({"step": self.step, **test})
             self.log(self._describe(test, "test"))
             summary.update(test)
+        if self.best is not None:
+            summary.update({"best_step": self.best["step"], f"best_{p}loss": self.best["loss"],
+                            "stopped_early": self.step < self.total_steps()})
         summary.update({"train_tokens": self.train_tokens, "steps": self.step,
                         "tokens_per_s": self.train_tokens / max(wall, 1e-9), "wall_s": wall,
-                        "skipped_batches": self.skipped,
+                        "skipped_batches": self.skipped, "world_size": self.dist.size,
                         "parameters": self.model.num_parameters(), "run_dir": str(self.run_dir)})
         summary = rounded(summary)
         ckpt.write_json(self.run_dir / "summary.json", summary)
         from tinyllm.plot import plot_losses
 
-        plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+        if plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png") is None:
+            self.log("loss.png not written: matplotlib is missing (install the plot extra: "
+                     'pip install "tinyllm[plot]")')
         return summary
 
     def _defer_ctrl_c(self):
@@ -479,9 +724,11 @@ class Trainer:
         per_step = self.train_seconds / self.step
         budget = c.max_minutes * 60 - self.train_seconds
         planned = max(self.step + 1, min(c.max_steps, self.step + int(budget / per_step)))
-        if planned != self.planned_steps:
-            self.planned_steps = planned
-            self.log(f"planned {planned} steps to fit {c.max_minutes} minutes")
+        planned = self.dist.bcast(planned)  # every rank must take the same number of steps
+        if self.planned_steps is None:  # said once; later re-plans only move the bar's end
+            self.log(f"planned {planned} steps to fit {c.max_minutes} minutes (re-planned as "
+                     "the measured speed settles)")
+        self.planned_steps = planned
 
     def _describe(self, metrics, split):
         p = split + "_"
@@ -492,14 +739,36 @@ class Trainer:
                 + f" ({metrics[p + 'tokens']:,} tokens{', sampled' if metrics[p + 'sampled'] else ''})")
 
     def _eval_and_save(self):
+        """Evaluate, print, checkpoint; a new best evaluation also goes to checkpoint-best/
+        (written before checkpoint/, so a crash between the two leaves a state that, resumed,
+        writes the same best again)."""
+        if not self.dist.is_root:
+            return None  # rank 0 alone evaluates, samples and saves
         metrics = self.evaluate()
         sample = self.sample()
         record = {"step": self.step, **metrics, "sample": sample}
         self._metrics(record)
         text = self._describe(metrics, self.eval_split) + "\n" + _indent_sample(sample[:200])
         self.log(text)
+        loss = metrics[self.eval_split + "_loss"]
+        if self.best is None or loss < self.best["loss"]:
+            self.best, self.evals_since_best = {"step": self.step, "loss": loss}, 0
+            ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, self._state(),
+                                 name="checkpoint-best")
+        else:
+            self.evals_since_best += 1
         self.save()
         return record
+
+    def _early_stop(self):
+        """True when `early_stop` evaluations in a row have not beaten the best loss."""
+        n = self.cfg.early_stop
+        if not n or self.evals_since_best < n:
+            return False
+        self.log(f"stopping early at step {self.step}: no better {self.eval_split} loss in {n} "
+                 f"evaluations (best {self.best['loss']:.4f} at step {self.best['step']}, "
+                 "in checkpoint-best/)")
+        return True
 
 
 def _indent_sample(text):

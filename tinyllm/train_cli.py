@@ -119,6 +119,9 @@ def register(subparsers):
     p.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
     _add_dataclass_flags(p, GPTConfig, "model")
     _add_dataclass_flags(p, TrainConfig, "training")
+    from tinyllm.distributed import add_flags  # imports no MPI
+
+    add_flags(p)
     p.set_defaults(func=run_train)
 
     s = subparsers.add_parser(
@@ -171,32 +174,40 @@ def config_from_args(args) -> TrainConfig:
 
 
 def run_train(args) -> int:
+    from tinyllm import distributed
+
+    # Under mpiexec: one rank of a data-parallel job; an error on any rank ends them all.
+    comm = distributed.connect(args.distributed, args.device or "cpu")
+    with distributed.guard(comm):
+        return _train(args, comm)
+
+
+def _train(args, comm) -> int:
+    from tinyllm.distributed import setup
     from tinyllm.train import Trainer, TrainingDiverged
 
     if args.resume:
-        from pathlib import Path
+        from tinyllm.train import read_run_config, resume_config
 
-        from tinyllm.checkpoint import read_json
-
-        if not (Path(args.resume) / "config.json").exists():
-            raise FileNotFoundError(f"{args.resume}: not a run directory (no config.json)")
-
-        saved = read_json(f"{args.resume}/config.json")
-        cfg = TrainConfig.from_dict({**saved["train"], "out_dir": args.resume})
-        if args.max_steps is not None:  # train on to a new step count
-            cfg.max_steps, cfg.max_minutes = args.max_steps, None
-        cfg.progress = cfg.progress and not args.quiet
-        check_train(cfg, saved["model"], trains_tokenizer=False)
-        trainer = Trainer(cfg, resume=True)
+        given = {f.name: getattr(args, f.name) for cls in (GPTConfig, TrainConfig)
+                 for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+        if args.quiet:
+            given["progress"] = False
+        cfg = resume_config(args.resume, given)  # refuses flags a resume can't honour
+        check_train(cfg, read_run_config(args.resume)["model"], trains_tokenizer=False)
     else:
         cfg = config_from_args(args)
         check_train(cfg, cfg.model, trains_tokenizer=cfg.tokenizer is None)
-        trainer = Trainer(cfg)
+    trainer = setup(comm, Trainer, cfg, resume=bool(args.resume), bucket_mb=args.bucket_mb,
+                    overlap=args.overlap)
     try:
         summary = trainer.run()
     except TrainingDiverged as err:
-        print(f"tinyllm train: {err}", file=sys.stderr)
+        if comm.is_root:
+            print(f"tinyllm train: {err}", file=sys.stderr)
         return 1
+    if summary is None:  # not rank 0: rank 0 reports
+        return 0
     print(json.dumps(summary, indent=2))
     print(f"saved to {summary['run_dir']}  (sample: tinyllm sample {summary['run_dir']})",
           file=sys.stderr)

@@ -12,6 +12,7 @@
     with detect_anomaly():        # stop at the first NaN or inf, naming the op and your line
         loss.backward()
     explain("softmax")            # an op's forward formula and vector-Jacobian product
+    to_html(loss, "backprop.html")  # click through the backward in a browser (runs backward)
     with print_ops(): ...         # print every forward and backward call (see hooks.py)
     with check_dtypes(): ...      # stop at the first op that silently changes the float dtype
 
@@ -25,6 +26,7 @@ from autograd.debug.dtype_guard import DtypeError, check_dtypes
 from autograd.debug.explain import explain, explanation
 from autograd.debug.graph import GraphvizNotFound, render, to_dot
 from autograd.debug.hooks import op_hooks, print_grad, print_ops, retain_grads, time_ops
+from autograd.debug.html import to_html
 from autograd.debug.steps import Step, backward_steps
 from autograd.debug.tape import Tape, TapeEntry, tape
 
@@ -33,4 +35,5 @@ __all__ = [
     "TapeEntry", "op_hooks", "print_ops", "time_ops", "print_grad", "retain_grads",
     "detect_anomaly",
     "AnomalyError", "is_anomaly_enabled", "explain", "explanation", "check_dtypes", "DtypeError",
+    "to_html",
 ]

@@ -24,6 +24,7 @@ import textwrap
 
 from autograd.debug._format import rule_of
 from autograd.function import Function
+from autograd.ops.reference import reference_for
 
 _VJP = re.compile(r"\bVJP\b[\s:,]*")
 
@@ -68,7 +69,12 @@ def split_docstring(fn):
 
 def explanation(op, source=False) -> str:
     """The text that `explain` prints."""
-    fn = find_op(op)
+    try:
+        fn = find_op(op)
+    except ValueError:
+        if isinstance(op, str) and reference_for(op):  # not an op, but it has a formula: AdamW
+            return _reference_text(op, reference_for(op), source)
+        raise
     forward, vjp = split_docstring(fn)
     lines = [f"{fn.name}  ({fn.__module__}.{fn.__qualname__})"]
     lines += _field("forward", forward or "(the docstring gives no formula)")
@@ -79,6 +85,12 @@ def explanation(op, source=False) -> str:
     lines.append("  for each input: g times the Jacobian d(out)/d(input), without ever building "
                  "that matrix.")
     if source:
+        refs = reference_for(fn.name)
+        if refs:
+            lines += ["", "  the formula as plain NumPy (autograd/ops/reference.py; tested equal to the "
+                      "fast code below):"]
+            lines += _sources(refs)
+            lines += ["", "  the fast code the engine runs:"]
         for method in ("forward", "backward"):
             try:
                 code = inspect.getsource(getattr(fn, method))
@@ -87,6 +99,21 @@ def explanation(op, source=False) -> str:
             lines.append("")
             lines.append(textwrap.indent(textwrap.dedent(code).rstrip(), "    "))
     return "\n".join(lines)
+
+
+def _reference_text(name, refs, source):
+    lines = [f"{name}  (autograd/ops/reference.py: not an op, a formula the engine applies)"]
+    lines += _field("formula", inspect.cleandoc(refs[0].__doc__ or ""))
+    if source:
+        lines += _sources(refs)
+    return "\n".join(lines)
+
+
+def _sources(functions):
+    out = []
+    for f in functions:
+        out += ["", textwrap.indent(inspect.getsource(f).rstrip(), "    ")]
+    return out
 
 
 def _field(title, text):

@@ -1,4 +1,4 @@
-"""Example 2: a small MLP built from `nn` modules, trained with AdamW on two spirals.
+"""03: a small MLP built from `nn` modules, trained with AdamW on two spirals.
 
 What it teaches:
   * a model is a tree of `nn.Module`s; its parameters get dotted names ("layers.0.weight") and
@@ -12,7 +12,7 @@ Two interleaved spirals cannot be separated by a line: the hidden layers have to
 Watch the loss fall, the accuracy climb past 95%, and the picture of the decision regions at the
 end follow the arms of the spirals.
 
-Run it:  python examples/02_mlp_from_modules.py   (a few seconds on a laptop CPU)
+Run it:  python examples/03_mlp_from_modules.py   (a few seconds on a laptop CPU)
 """
 
 # %%
@@ -83,7 +83,22 @@ model = MLP([2, 64, 64, 2])
 print(model)
 for name, p in model.named_parameters():
     print(f"  {name:18s} {str(p.shape):10s} {p.dtype}")
-print(f"parameters: {model.num_parameters()}")
+
+# %% [markdown]
+# A Linear layer from n inputs to m outputs computes y = x W + b: W is (n, m), as printed above,
+# and b is (m,), so it holds n*m + m numbers. Counting by hand for 2 -> 64 -> 64 -> 2:
+#
+#     (2*64 + 64) + (64*64 + 64) + (64*2 + 2) = 192 + 4160 + 130 = 4482
+#
+# `num_parameters()` walks the same tree of modules and must agree. The dotted names come from
+# that tree: `layers` is the ModuleList attribute, `0` its first entry, `weight` that Linear's
+# Parameter. Nothing is registered by hand: assigning a Module or Parameter as an attribute is
+# what makes it part of the model.
+
+# %%
+by_hand = (64 * 2 + 64) + (64 * 64 + 64) + (2 * 64 + 2)
+print(f"parameters: {model.num_parameters()} (by hand: {by_hand})")
+assert model.num_parameters() == by_hand
 
 
 # %% [markdown]
@@ -97,7 +112,7 @@ decay = [p for p in model.parameters() if p.ndim >= 2]
 no_decay = [p for p in model.parameters() if p.ndim < 2]
 opt = optim.AdamW([{"params": decay, "weight_decay": 1e-4},
                    {"params": no_decay, "weight_decay": 0.0}], lr=1e-2)
-steps, warmup, max_lr, min_lr = 1000, 50, 2e-2, 1e-3
+steps, warmup, max_lr, min_lr = 400, 20, 2e-2, 1e-3
 
 
 def accuracy(x, y):
@@ -109,8 +124,47 @@ def accuracy(x, y):
 
 
 # %% [markdown]
+# ## What one AdamW step does
+# For each number p with gradient g, AdamW keeps two running averages, m of g and v of g^2, and
+# moves p by about lr in the direction of -m / sqrt(v): the division makes the step size
+# independent of the gradient's scale (a weight with tiny gradients moves as fast as one with
+# huge gradients). Early on m and v are biased towards their start, 0, so both are divided by
+# (1 - beta^t). Weight decay is *decoupled*: p shrinks by lr * wd * p directly, instead of
+# adding wd * p to the gradient (where the division by sqrt(v) would rescale it).
+#
+# The optimizer updates in place, block by block, for speed. `autograd/ops/reference.py` has the
+# same update written as the formula; one step on a copy of the first weight must match it.
+
+# %%
+from autograd.ops.reference import adamw_step
+
+probe = nn.Parameter(model.layers[0].weight.data.copy())
+probe.grad = rng.standard_normal(probe.shape).astype(np.float32)
+probe_opt = optim.AdamW([probe], lr=1e-2, weight_decay=1e-4)
+expected, m, v = adamw_step(probe.data.astype(np.float64), probe.grad.astype(np.float64),
+                            0.0, 0.0, t=1, lr=1e-2, weight_decay=1e-4)
+before = probe.data.copy()
+probe_opt.step()
+print("first step, four entries: before", before.ravel()[:4].round(4))
+print("                          after ", probe.data.ravel()[:4].round(4))
+print("               formula (float64)", expected.ravel()[:4].round(4))
+print(f"largest |step| {np.abs(probe.data - before).max():.4f} (about lr = 0.01: at t = 1, "
+      "m_hat / sqrt(v_hat) = g / |g| = +-1)")
+assert np.allclose(probe.data, expected, atol=1e-6)
+
+# %% [markdown]
 # ## Training
-# Full batch: every step sees all 600 training points.
+# Full batch: every step sees all 600 training points. Each step is the loop every later
+# example repeats:
+#
+# 1. forward: logits, then the loss;
+# 2. `zero_grad()`: gradients accumulate (`+=`), so last step's must be cleared first;
+# 3. `backward()`: fills every parameter's `.grad`;
+# 4. `clip_grad_norm`: if the gradient of all parameters together is longer than 1, scale it
+#    down to length 1 (a rare huge gradient then cannot throw the weights far away);
+# 5. the learning rate from the schedule: a linear warmup (Adam's v is still a poor estimate
+#    in the first steps), then a cosine decay to min_lr;
+# 6. `step()`: the AdamW update above, for every parameter.
 
 
 # %%
@@ -125,7 +179,7 @@ for step in range(steps + 1):
     loss.backward()
     grad_norm = optim.clip_grad_norm(model.parameters(), max_norm=1.0)
     opt.step()
-    if step % 200 == 0:
+    if step % 100 == 0:
         print(f"step {step:5d}  loss {loss.item():.4f}  lr {lr:.4f}  "
               f"grad norm {grad_norm:7.3f}  train acc {accuracy(x_train, y_train):.3f}")
 elapsed = time.perf_counter() - start

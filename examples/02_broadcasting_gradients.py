@@ -1,4 +1,4 @@
-"""03: gradients through broadcasting.
+"""02: gradients through broadcasting.
 
 What this teaches
 - Broadcasting copies a value along axes (a bias of shape (3,) is used by every row of a (4, 3)
@@ -9,7 +9,7 @@ What this teaches
   undoes the broadcasting once for every op (`unbroadcast`), then checks shape and dtype.
 - Finite differences (`gradcheck`) confirm it all.
 
-Run:  python examples/03_broadcasting_gradients.py   (about a second)
+Run:  python examples/02_broadcasting_gradients.py   (about a second)
 Look at: the shapes in each backward step, and "returned by add" vs "given to bias".
 """
 
