@@ -6,26 +6,19 @@ import numpy as np
 import pytest
 
 import autograd as ag
-from tinyllm.train import TrainConfig, Trainer, TrainingDiverged
+from tests.tinyllm.tiny_runs import tiny_config, write_fox_corpus
+from tinyllm.train import Trainer, TrainingDiverged
 
 # NumPy warns about the poisoned arithmetic itself; the run's own message is what is tested.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
-MODEL = dict(vocab_size=290, block_size=16, n_layer=1, n_head=2, n_embd=16)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("corpus")
-    for i in range(20):
-        (folder / f"doc{i:02d}.txt").write_text(f"Document {i}: the fox {i} jumps. " * 6)
-    return str(folder)
+    return write_fox_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def config(out_dir, data, **kw):
-    base = dict(out_dir=str(out_dir), data=data, batch_size=2, max_steps=6, eval_interval=3,
-                eval_tokens=64, sample_tokens=4, progress=False, model=dict(MODEL))
-    return TrainConfig(**{**base, **kw})
+    return tiny_config(out_dir, data, **{"max_steps": 6, "eval_interval": 3, **kw})
 
 
 def inject(trainer, monkeypatch, where, value, at_step=3):

@@ -7,23 +7,17 @@ import time
 
 import pytest
 
-from tinyllm.train import TrainConfig, Trainer, rounded
-
-MODEL = dict(vocab_size=290, block_size=16, n_layer=1, n_head=2, n_embd=16)
+from tests.tinyllm.tiny_runs import tiny_config, write_fox_corpus
+from tinyllm.train import Trainer, rounded
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("corpus")
-    for i in range(20):
-        (folder / f"doc{i:02d}.txt").write_text(f"Document {i}: the fox {i} jumps. " * 6)
-    return str(folder)
+    return write_fox_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def config(out_dir, data, **kw):
-    base = dict(out_dir=str(out_dir), data=data, batch_size=2, max_steps=4, eval_interval=4,
-                eval_tokens=64, sample_tokens=4, progress=False, model=dict(MODEL))
-    return TrainConfig(**{**base, **kw})
+    return tiny_config(out_dir, data, **{"max_steps": 4, "eval_interval": 4, **kw})
 
 
 def test_samples_are_printed_as_text(tmp_path, corpus):

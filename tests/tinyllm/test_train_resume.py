@@ -7,25 +7,19 @@ import json
 import numpy as np
 import pytest
 
+from tests.tinyllm.tiny_runs import tiny_config, write_fox_corpus
 from tinyllm.cli import main
-from tinyllm.train import RunFolderError, TrainConfig, Trainer, resume_config
-
-MODEL = dict(vocab_size=290, block_size=16, n_layer=1, n_head=2, n_embd=16)
+from tinyllm.train import RunFolderError, Trainer, resume_config
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("corpus")
-    for i in range(20):
-        (folder / f"doc{i:02d}.txt").write_text(f"Document {i}: the fox {i} jumps. " * 6)
-    return str(folder)
+    return write_fox_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def config(out_dir, data, **kw):
-    base = dict(out_dir=str(out_dir), data=data, batch_size=2, max_steps=6, warmup_steps=2,
-                lr=1e-2, min_lr=1e-3, eval_interval=100, eval_tokens=64, sample_tokens=4,
-                progress=False, model=dict(MODEL))
-    return TrainConfig(**{**base, **kw})
+    return tiny_config(out_dir, data, **{"max_steps": 6, "warmup_steps": 2, "lr": 1e-2,
+                                         "min_lr": 1e-3, "eval_interval": 100, **kw})
 
 
 def logged_lr(run_dir):
