@@ -27,13 +27,11 @@ Both are built on the `mix` task (reverse, sort, add); `builtin:brackets-reverse
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from tinyllm.align.sft_data import DataReport
+from tinyllm.align.sft_data import DataReport, jsonl_records
 from tinyllm.align.template import check_messages, render
 
 FORMAT_INSTRUCTION = " Answer in brackets."
@@ -100,25 +98,8 @@ def record_to_pair(record, where="record"):
 def read_pairs(path):
     """Pairs from a JSONL file; blank lines skipped, any other bad line an error naming the
     file and line number."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PreferenceDataError(f"{path}: no such file") from None
-    except UnicodeDecodeError as err:
-        raise PreferenceDataError(f"{path}: not UTF-8 text ({err.reason} at byte "
-                                  f"{err.start})") from None
-    pairs = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PreferenceDataError(f"{where}: not valid JSON ({err.msg} at column "
-                                      f"{err.colno})") from None
-        pairs.append(record_to_pair(record, where))
+    pairs = [record_to_pair(record, where)
+             for record, where in jsonl_records(path, PreferenceDataError)]
     if not pairs:
         raise PreferenceDataError(f"{path}: no preference pairs")
     return pairs

@@ -86,17 +86,16 @@ def record_to_messages(record, where="record"):
                        "prompt/response, instruction/input/output, or messages")
 
 
-def read_jsonl(path):
-    """Examples from a JSONL file; blank lines are skipped, anything else that is not a
-    supported record is an error naming the file and line."""
+def jsonl_records(path, error=ValueError):
+    """(record, "file:line") for each non-blank line of a JSONL file; a missing file, text that
+    is not UTF-8 or a line that is not JSON raises `error` naming the file (and line)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SFTDataError(f"{path}: no such file") from None
+        raise error(f"{path}: no such file") from None
     except UnicodeDecodeError as err:
-        raise SFTDataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    examples = []
+        raise error(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -104,8 +103,15 @@ def read_jsonl(path):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise SFTDataError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-        examples.append(Example(record_to_messages(record, where), where))
+            raise error(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+        yield record, where
+
+
+def read_jsonl(path):
+    """Examples from a JSONL file; blank lines are skipped, anything else that is not a
+    supported record is an error naming the file and line."""
+    examples = [Example(record_to_messages(record, where), where)
+                for record, where in jsonl_records(path, SFTDataError)]
     if not examples:
         raise SFTDataError(f"{path}: no examples")
     return examples
