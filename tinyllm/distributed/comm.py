@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 INSTALL_HINT = ('data-parallel training needs mpi4py and an MPI library: pip install "tinyllm[mpi]" '
                 '(or pip install ".[mpi]" in a checkout), which brings mpi4py and the mpich wheel')
@@ -117,6 +118,10 @@ class MPIComm(SingleProcess):
     def abort(self, code=1):
         sys.stdout.flush()
         sys.stderr.flush()
+        # mpiexec forwards each rank's output through a pipe it reads in its own time; Abort
+        # makes it kill every rank at once, and what it had not yet read (this rank's error
+        # message, typically) is lost. A moment's pause lets it drain the pipe first.
+        time.sleep(0.5)
         self.world.Abort(code)
 
 
