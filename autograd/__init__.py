@@ -12,6 +12,7 @@ from autograd._clash import check_package_folder as _check_package_folder
 from autograd.backend import get_default_device, set_default_device
 from autograd.function import Context, Function
 from autograd.grad_mode import enable_grad, is_grad_enabled, no_grad
+from autograd.memory import keep_freed_memory as _keep_freed_memory
 from autograd.ops.elementwise import where
 from autograd.ops.shape import concatenate, split, stack
 from autograd.tensor import Tensor, get_default_dtype, set_default_dtype, tensor
@@ -20,6 +21,8 @@ from autograd.tensor import Tensor, get_default_dtype, set_default_dtype, tensor
 # same package name; see tinyllm/_engine_check.py), and we stop if HIPS's files share our folder.
 __tinyllm_engine__ = True
 _check_package_folder(__path__[0])
+# Freed arrays stay with the process for the next step's arrays (autograd/memory.py).
+_keep_freed_memory()
 
 __all__ = [
     "Tensor", "tensor", "Function", "Context", "no_grad", "enable_grad", "is_grad_enabled",
