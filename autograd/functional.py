@@ -12,6 +12,7 @@ import numpy as np
 from autograd.backend import device_of, get_array_module, is_cupy_array, to_device
 from autograd.ops import nn as _nn
 from autograd.ops.attention import ScaledDotProductAttention
+from autograd.ops.causal_attention import QKVAttention
 from autograd.ops.elementwise import where
 from autograd.ops.lm_head import LMHeadCrossEntropy
 from autograd.ops.shape import concatenate, split, stack
@@ -120,6 +121,18 @@ def scaled_dot_product_attention(q, k, v, causal=True, mask=None, dropout_p=0.0,
                                            dropout_p=dropout_p)
 
 
+def qkv_attention(qkv, n_head, dropout_p=0.0, rng=None):
+    """Causal self-attention from the output of a fused q/k/v projection, one op: qkv (B, T, 3C)
+    holds q, k and v side by side, each split into `n_head` heads; returns (B, T, C), the heads
+    side by side again. The same as splitting, reshaping to (B, H, T, d), calling
+    scaled_dot_product_attention(causal=True) and merging the heads, without the copies."""
+    keep = None
+    if dropout_p:
+        B, T = qkv.shape[:2]
+        keep = _keep_mask((B, n_head, T, T), get_array_module(qkv.data), dropout_p, rng)
+    return QKVAttention.apply(qkv, n_head=n_head, keep=keep, dropout_p=dropout_p)
+
+
 def rotary_embedding(x, positions, base=10000.0):
     """Rotate feature pairs of x (..., T, d) by angles pos * base^(-2i/d) (RoPE)."""
     return _nn.RotaryEmbedding.apply(x, positions=np.asarray(_data(positions)), base=base)
@@ -157,6 +170,6 @@ def logsumexp(x, axis=-1, keepdims=False):
 
 __all__ = [
     "linear", "embedding", "layer_norm", "rms_norm", "softmax", "log_softmax", "cross_entropy",
-    "dropout", "scaled_dot_product_attention", "rotary_embedding", "swiglu", "relu", "gelu",
+    "dropout", "scaled_dot_product_attention", "qkv_attention", "rotary_embedding", "swiglu", "relu", "gelu",
     "silu", "sigmoid", "tanh", "logsumexp", "where", "concatenate", "split", "stack",
 ]

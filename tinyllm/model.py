@@ -99,6 +99,12 @@ class Attention(nn.Module):
     def forward(self, x, positions, cache=None):
         B, T, C = x.shape
         H, hd = self.config.n_head, self.config.head_size
+        dropout = self.config.dropout if self.training else 0.0
+        if self.config.pos == "learned" and cache is None:
+            # Training and scoring: one op splits q, k, v into heads, attends and merges the
+            # heads, reading and writing the (B, T, 3C) projection in place (no copies).
+            y = F.qkv_attention(self.c_attn(x), H, dropout_p=dropout, rng=self.rng)
+            return self.c_proj(y)
         # (B, T, 3C) -> (3, B, H, T, hd): q, k and v for every head in one reshape.
         qkv = self.c_attn(x).reshape(B, T, 3, H, hd).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
@@ -110,7 +116,6 @@ class Attention(nn.Module):
                 k = ag.concatenate([cache["k"], k], axis=2)
                 v = ag.concatenate([cache["v"], v], axis=2)
             cache["k"], cache["v"] = k.detach(), v.detach()
-        dropout = self.config.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, causal=True, dropout_p=dropout, rng=self.rng)
         return self.c_proj(y.transpose(0, 2, 1, 3).reshape(B, T, C))
 

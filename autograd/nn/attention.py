@@ -10,8 +10,9 @@ hd = C / H:
     out = y @ W_proj + b_proj                                # c_proj
 
 Every head looks at the sequence with its own slice of q, k and v; the output projection mixes
-the heads back together. The attention itself is one fused op,
-`F.scaled_dot_product_attention`; this module only does the bookkeeping around it.
+the heads back together. Without an extra mask, the split, the attention and the merge are one
+fused op, `F.qkv_attention`; with a mask, the module splits and merges around
+`F.scaled_dot_product_attention`.
 """
 
 from __future__ import annotations
@@ -53,14 +54,17 @@ class CausalSelfAttention(Module):
         B, T, C = x.shape
         H = self.n_head
         hd = C // H
+        dropout_p = self.dropout if self.training else 0.0
+        if mask is None:  # the same in one op, which reads the heads in place (no copies)
+            y = F.qkv_attention(self.c_attn(x), H, dropout_p=dropout_p, rng=self.rng)
+            return self.resid_dropout(self.c_proj(y))
         q, k, v = self.c_attn(x).split(3, axis=-1)  # three (B, T, C) slices
 
         def heads(t):  # (B, T, C) -> (B, H, T, hd)
             return t.reshape(B, T, H, hd).transpose(0, 2, 1, 3)
 
         y = F.scaled_dot_product_attention(
-            heads(q), heads(k), heads(v), causal=True, mask=mask,
-            dropout_p=self.dropout if self.training else 0.0, rng=self.rng,
+            heads(q), heads(k), heads(v), causal=True, mask=mask, dropout_p=dropout_p, rng=self.rng,
         )
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # put the heads side by side again
         return self.resid_dropout(self.c_proj(y))

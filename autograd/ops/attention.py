@@ -1,9 +1,10 @@
 """Scaled dot-product attention as one fused op with its own backward.
 
-The work is done in blocks of a few (batch, head) pairs at a time, each block's (T, S) score
-matrices small enough to stay in the CPU cache while the softmax makes its passes over them; the
-big arrays are touched once per block instead of once per pass. On a GPU the whole batch is one
-block.
+Causal attention without a mask goes through the tiled kernel of causal_attention.py, which
+skips the masked half. Otherwise the work is done in blocks of a few (batch, head) pairs at a
+time, each block's (T, S) score matrices small enough to stay in the CPU cache while the softmax
+makes its passes over them; the big arrays are touched once per block instead of once per pass.
+On a GPU the whole batch is one block.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 
 from autograd.backend import get_array_module, is_cupy_array
 from autograd.function import Function
+from autograd.ops.causal_attention import causal_backward, causal_forward
 from autograd.ops.softmax import stable_softmax
 
 _causal_cache: dict = {}
@@ -74,9 +76,17 @@ class ScaledDotProductAttention(Function):
         ctx.drop_scale = 1.0 / (1.0 - dropout_p) if keep is not None else None
         qf, kf, vf = (t.reshape(-1, *t.shape[-2:]) for t in (q, k, v))
         n = qf.shape[0]
+        keep_f = None if keep is None else xp.broadcast_to(keep, (*lead, T, S)).reshape(n, T, S)
+        if causal and mask is None:  # the tiled kernel, over (n, 1, T, d): one "head" per pair
+            qs, k4, v4 = qf[:, None] * scale, kf[:, None], vf[:, None]
+            keep4 = None if keep_f is None else keep_f[:, None]
+            out = xp.empty((n, 1, T, vf.shape[-1]), dtype=q.dtype)
+            ctx.tiles, probs = causal_forward(qs, k4, v4, out, keep4, ctx.drop_scale or 1.0)
+            ctx.save_for_backward(qs, k4, v4, keep4, *probs)
+            return out.reshape(*lead, T, vf.shape[-1])
+        ctx.tiles = None
         bias = causal_bias(T, S, xp, q.dtype) if causal else None
         full_mask = None if mask is None else xp.broadcast_to(mask, (*lead, T, S)).reshape(n, T, S)
-        keep_f = None if keep is None else xp.broadcast_to(keep, (*lead, T, S)).reshape(n, T, S)
         probs = xp.empty((n, T, S), dtype=q.dtype)
         out = xp.empty((n, T, vf.shape[-1]), dtype=q.dtype)
         for blk in _blocks(n, T, S, q.dtype.itemsize, is_cupy_array(q)):
@@ -94,8 +104,15 @@ class ScaledDotProductAttention(Function):
 
     @staticmethod
     def backward(ctx, g):
-        qf, kf, vf, probs, keep_f = ctx.saved
         xp = get_array_module(g)
+        q_shape, k_shape, v_shape = ctx.shapes
+        if ctx.tiles is not None:
+            qs, k4, v4, keep4, *probs = ctx.saved
+            gq, gk, gv = xp.empty_like(qs), xp.empty_like(k4), xp.empty_like(v4)
+            causal_backward(g.reshape(qs.shape[0], 1, *g.shape[-2:]), qs, k4, v4, ctx.tiles,
+                            probs, gq, gk, gv, ctx.scale, keep4, ctx.drop_scale or 1.0)
+            return gq.reshape(q_shape), gk.reshape(k_shape), gv.reshape(v_shape)
+        qf, kf, vf, probs, keep_f = ctx.saved
         n, T, S = probs.shape
         gf = g.reshape(n, T, -1)
         gq, gk, gv = xp.empty_like(qf), xp.empty_like(kf), xp.empty_like(vf)
@@ -114,5 +131,4 @@ class ScaledDotProductAttention(Function):
             gq[blk] *= ctx.scale
             xp.matmul(xp.swapaxes(gs, -1, -2), qf[blk], out=gk[blk])
             gk[blk] *= ctx.scale
-        q_shape, k_shape, v_shape = ctx.shapes
         return gq.reshape(q_shape), gk.reshape(k_shape), gv.reshape(v_shape)

@@ -443,6 +443,26 @@ spec(A.ScaledDotProductAttention, lambda q, k, v, causal, mask: F.scaled_dot_pro
     q, k, v, causal=causal, mask=mask), _np_attention, _draw_attention)
 
 
+from autograd.ops import causal_attention as CA  # noqa: E402
+
+
+def _np_qkv_attention(qkv, n_head):
+    B, T, C3 = qkv.shape
+    d = C3 // 3 // n_head
+    q, k, v = np.moveaxis(qkv.reshape(B, T, 3, n_head, d), (2, 3), (0, 2))  # each (B, H, T, d)
+    return np.swapaxes(_np_attention(q, k, v), 1, 2).reshape(B, T, n_head * d)
+
+
+def _draw_qkv_attention(data):
+    B, T = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 5))
+    H, d = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 3))
+    return (data.draw(ags.arrays((B, T, 3 * H * d))),), {"n_head": H}
+
+
+spec(CA.QKVAttention, lambda qkv, n_head: F.qkv_attention(qkv, n_head), _np_qkv_attention,
+     _draw_qkv_attention)
+
+
 # ---- the LoRA layer's op (autograd/nn/lora.py) -----------------------------------------------
 from autograd.nn.lora import LoRALinearFn  # noqa: E402
 

@@ -138,6 +138,38 @@ def test_attention_with_dropout_gradchecks_for_a_fixed_mask():
         q, k, v, dropout_p=0.3, rng=np.random.default_rng(5)), q, k, v)
 
 
+@pytest.mark.parametrize("dropout_p", [0.0, 0.3])
+def test_qkv_attention_matches_split_heads_and_attention(dropout_p, monkeypatch):
+    """The fused q/k/v-split attention against splitting, reshaping, attention and merging, with
+    query tiles of 2 rows (4 tiles over T = 7) and the same dropout mask drawn for both."""
+    from autograd.ops import causal_attention
+
+    monkeypatch.setattr(causal_attention, "_QUERY_TILE", 2)
+    B, T, H, d = 2, 7, 3, 2
+    C = H * d
+    qkv = rng.standard_normal((B, T, 3 * C))
+
+    def composed(qkv):
+        q, k, v = (t.reshape(B, T, H, d).transpose(0, 2, 1, 3) for t in qkv.split(3, axis=-1))
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p,
+                                           rng=np.random.default_rng(3))
+        return y.transpose(0, 2, 1, 3).reshape(B, T, C)
+
+    same_values_and_grads(lambda t: F.qkv_attention(t, H, dropout_p, np.random.default_rng(3)),
+                          composed, qkv)
+    gradcheck(lambda t: F.qkv_attention(t, H, dropout_p, np.random.default_rng(3)), qkv)
+
+
+def test_causal_attention_with_dropout_gradchecks_over_several_tiles(monkeypatch):
+    from autograd.ops import causal_attention
+
+    monkeypatch.setattr(causal_attention, "_QUERY_TILE", 2)
+    q = rng.standard_normal((2, 5, 2))
+    k, v = (rng.standard_normal((2, 6, 2)) for _ in range(2))  # one cached key: S = T + 1
+    gradcheck(lambda q, k, v: F.scaled_dot_product_attention(
+        q, k, v, dropout_p=0.3, rng=np.random.default_rng(5)), q, k, v)
+
+
 def transformer_block(x, ln1_g, ln1_b, w_attn, b_attn, w_proj, b_proj, ln2_g, ln2_b, w_fc, b_fc,
                       w_out, b_out, n_head=2):
     B, T, C = x.shape

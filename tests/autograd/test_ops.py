@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import autograd as ag
 from autograd import backend
 from autograd.function import Function
-from autograd.ops import attention
+from autograd.ops import attention, causal_attention
 from autograd.ops import elementwise as E
 from autograd.testing import check_invariants, gradcheck
 from autograd.testing import strategies as ags
@@ -53,20 +53,24 @@ def test_op(spec, data):
 
 
 # ---- the blocked paths, with blocks small enough that every drawn input spans several ----------
-BLOCKED = [s for s in SPECS if s.op.__name__ in ("Gelu", "LayerNorm", "ScaledDotProductAttention")]
+BLOCKED = [s for s in SPECS if s.op.__name__ in ("Gelu", "LayerNorm", "ScaledDotProductAttention",
+                                                  "QKVAttention")]
 
 
 @contextlib.contextmanager
 def small_blocks(elements, score_bytes):
     """Shrink the block constants (GELU and LayerNorm: backend.BLOCK_ELEMENTS; attention:
-    _BLOCK_BYTES), so hypothesis's small inputs run the multi-block code with a ragged last
-    block. With the real sizes (64k elements, 1 MB) every drawn input is a single block."""
-    old = backend.BLOCK_ELEMENTS, attention._BLOCK_BYTES
+    _BLOCK_BYTES, and the causal kernel's query tiles), so hypothesis's small inputs run the
+    multi-block code with a ragged last block, and causal attention several tiles. With the real
+    sizes (64k elements, 1 MB, tiles of 2 x head_dim rows) every drawn input is one block."""
+    ca = causal_attention
+    old = backend.BLOCK_ELEMENTS, attention._BLOCK_BYTES, ca._BLOCK_BYTES, ca._QUERY_TILE
     backend.BLOCK_ELEMENTS, attention._BLOCK_BYTES = elements, score_bytes
+    ca._BLOCK_BYTES, ca._QUERY_TILE = score_bytes, 2
     try:
         yield
     finally:
-        backend.BLOCK_ELEMENTS, attention._BLOCK_BYTES = old
+        backend.BLOCK_ELEMENTS, attention._BLOCK_BYTES, ca._BLOCK_BYTES, ca._QUERY_TILE = old
 
 
 @pytest.mark.parametrize("blocks", [(2, 1), (3, 100)], ids=["tiny", "ragged"])
