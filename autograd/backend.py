@@ -91,7 +91,7 @@ def asnumpy(x):
 
 # 256 KB of float32: a block's temporaries stay in the CPU cache. Read at each call (never
 # bound as a default argument), so tests can shrink it to run the blocked paths with many blocks.
-BLOCK_ELEMENTS = 1 << 16
+BLOCK_ELEMENTS = 1 << 17
 
 
 def flat_blocks(size, xp, block=None):

@@ -12,7 +12,8 @@ operations, about three times faster than the short last axis it would reduce ot
 saved probabilities are the list of these tiles (half a square, not a full one).
 
 Work goes in blocks of the leading (batch) axis, each block's tile about _BLOCK_BYTES, so the
-softmax's passes stay in the CPU cache (one block on a GPU).
+softmax's passes stay in the CPU cache (one block on a GPU); the blocks are independent, and
+autograd.parallel may run them on several threads.
 
 The kernels work on 4-D arrays (batch, heads, time, head_dim) of any strides: the fused op hands
 them views straight into the (B, T, 3C) output of the q/k/v projection and into its gradient, so
@@ -25,6 +26,7 @@ import math
 
 from autograd.backend import get_array_module, is_cupy_array
 from autograd.function import Function
+from autograd.parallel import run_blocks
 
 # Bytes of one tile's scores per block: ~1 MB fits the L2 cache. Tests shrink both constants.
 _BLOCK_BYTES = 1 << 20
@@ -69,7 +71,8 @@ def causal_forward(qs, k, v, out, keep=None, drop_scale=1.0):
     tiles = query_tiles(T, k.shape[-2], d)
     probs = [xp.empty((N, H, keys, i1 - i0), dtype=qs.dtype) for i0, i1, keys in tiles]
     widest = H * k.shape[-2] * (tiles[0][1] - tiles[0][0]) * qs.dtype.itemsize
-    for bb in _batch_blocks(N, widest, is_cupy_array(qs)):
+
+    def block(bb):  # blocks write disjoint rows of out and probs: they may run on two threads
         for (i0, i1, keys), p in zip(tiles, probs):
             st = p[bb]  # scores, keys by queries, turned into probabilities in place
             xp.matmul(k[bb, :, :keys], xp.swapaxes(qs[bb, :, i0:i1], -1, -2), out=st)
@@ -81,6 +84,8 @@ def causal_forward(qs, k, v, out, keep=None, drop_scale=1.0):
                 st = st * xp.swapaxes(keep[bb, :, i0:i1, :keys], -1, -2)
                 st *= drop_scale
             xp.matmul(xp.swapaxes(st, -1, -2), v[bb, :, :keys], out=out[bb, :, i0:i1])
+
+    run_blocks(block, _batch_blocks(N, widest, is_cupy_array(qs)))
     return tiles, probs
 
 
@@ -93,7 +98,8 @@ def causal_backward(g, qs, k, v, tiles, probs, gq, gk, gv, scale, keep=None, dro
     xp = get_array_module(g)
     N, H, T, d = qs.shape
     widest = H * k.shape[-2] * (tiles[0][1] - tiles[0][0]) * qs.dtype.itemsize
-    for bb in _batch_blocks(N, widest, is_cupy_array(g)):
+
+    def block(bb):
         # The last tile sees every key: it writes dk and dv, the earlier tiles add to them.
         for first, ((i0, i1, keys), p) in enumerate(reversed(list(zip(tiles, probs)))):
             a, gt = p[bb], g[bb, :, i0:i1]
@@ -113,6 +119,8 @@ def causal_backward(g, qs, k, v, tiles, probs, gq, gk, gv, scale, keep=None, dro
             else:
                 gv[bb, :, :keys] += ad @ gt
                 gk[bb, :, :keys] += ds @ qs[bb, :, i0:i1]
+
+    run_blocks(block, _batch_blocks(N, widest, is_cupy_array(g)))
 
 
 class QKVAttention(Function):

@@ -11,6 +11,8 @@ import math
 
 from autograd.backend import flat_blocks, get_array_module
 from autograd.function import Function
+from autograd.grad_mode import is_grad_enabled
+from autograd.parallel import run_blocks
 
 
 class Add(Function):
@@ -273,70 +275,56 @@ class Relu(Function):
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)
-def _gelu_tanh(a, xp):
-    """t = tanh(c * (a + 0.044715 a^3)), in one new buffer."""
-    t = a * a
-    t *= 0.044715
-    t += 1.0
-    t *= a
-    t *= _GELU_C
-    return xp.tanh(t, out=t)
+_GELU_K = 0.044715
 
 
 class Gelu(Function):
-    """GELU, tanh form (as GPT-2): out = a/2 * (1 + t),  t = tanh(c * (a + 0.044715 a^3)),
-    c = sqrt(2/pi).
-    VJP: da = g * (0.5 * (1 + t) + 0.5 * a * (1 - t^2) * c * (1 + 3 * 0.044715 * a^2))."""
+    """GELU, tanh form (as GPT-2): out = a y,  y = (1 + t)/2,  t = tanh(c (a + k a^3)),
+    c = sqrt(2/pi), k = 0.044715.
+    VJP: da = g * (y + a/2 (1 - t^2) c (1 + 3k a^2)) = g * y (1 + 2c a (1 - y)(1 + 3k a^2)),
+    using 1 - t^2 = 4 y (1 - y)."""
 
-    rule = "gelu: d/da = (1+t)/2 + a/2 (1-t^2) c (1 + 0.134145 a^2)"
+    rule = "gelu: d/da = y (1 + 2c a (1-y)(1 + 3k a^2)), y = (1 + tanh(c (a + k a^3)))/2"
 
-    # GELU runs on the widest activation of a GPT (4x the model width). Both passes work block
-    # by block, in cache, and only `a` is saved: backward recomputes t, which costs less than
-    # keeping a second full-size array alive from forward to backward.
+    # GELU runs on the widest activation of a GPT (4x the model width). The forward works block
+    # by block, in cache, and computes the derivative there too, from the a^2 and y it has at
+    # hand: the backward is then one multiply (g * derivative) instead of recomputing tanh, and
+    # the derivative is saved instead of `a`, so the memory kept for the backward is the same.
     @staticmethod
     def forward(ctx, a):
         xp = get_array_module(a)
-        ctx.save_for_backward(a)
         af = a.reshape(-1)
-        blocks = flat_blocks(af.size, xp)
-        out = None if len(blocks) == 1 else xp.empty_like(af)
-        for blk in blocks:
+        out = xp.empty_like(af)
+        deriv = xp.empty_like(af) if ctx.needs_input_grad[0] and is_grad_enabled() else None
+
+        def block(blk):
             x = af[blk]
-            o = _gelu_tanh(x, xp)
-            o += 1.0
-            o *= x
-            o *= 0.5
-            if out is None:
-                return o.reshape(a.shape)
-            out[blk] = o
+            a2 = x * x
+            y = a2 * _GELU_K
+            y += 1.0
+            y *= x
+            y *= _GELU_C  # c (a + k a^3)
+            xp.tanh(y, out=y)
+            y += 1.0
+            y *= 0.5
+            xp.multiply(y, x, out=out[blk])
+            if deriv is not None:
+                a2 *= 6.0 * _GELU_K * _GELU_C
+                a2 += 2.0 * _GELU_C  # 2c (1 + 3k a^2)
+                a2 *= x
+                one_minus_y = xp.subtract(1.0, y)
+                a2 *= one_minus_y
+                a2 += 1.0
+                xp.multiply(a2, y, out=deriv[blk])
+
+        run_blocks(block, flat_blocks(af.size, xp))
+        ctx.save_for_backward(deriv)
         return out.reshape(a.shape)
 
     @staticmethod
     def backward(ctx, g):
-        (a,) = ctx.saved
-        xp = get_array_module(a)
-        af, gf = a.reshape(-1), g.reshape(-1)
-        blocks = flat_blocks(af.size, xp)
-        da = None if len(blocks) == 1 else xp.empty_like(af)
-        for blk in blocks:
-            x = af[blk]
-            t = _gelu_tanh(x, xp)
-            d = x * x
-            d *= 0.134145  # 3 * 0.044715
-            d += 1.0
-            d *= 0.5 * _GELU_C
-            d *= x  # a/2 * c (1 + 0.134145 a^2)
-            tmp = t * t
-            xp.subtract(1.0, tmp, out=tmp)  # 1 - t^2
-            d *= tmp
-            t *= 0.5
-            d += t
-            d += 0.5  # + (1 + t)/2
-            d *= gf[blk]
-            if da is None:
-                return d.reshape(a.shape)
-            da[blk] = d
-        return da.reshape(a.shape)
+        (deriv,) = ctx.saved
+        return g * deriv.reshape(g.shape)
 
 
 class Silu(Function):

@@ -11,6 +11,7 @@ from autograd import backend
 from autograd.backend import flat_blocks, get_array_module, is_cupy_array, scatter_add
 from autograd.function import Function
 from autograd.ops.elementwise import sigmoid
+from autograd.parallel import run_blocks
 
 
 def check_ids(ids, num, what):
@@ -92,7 +93,7 @@ class LayerNorm(Function):
     rule = "layer_norm: dx = rstd (gh - mean(gh) - xhat mean(gh xhat)), gh = g gamma"
 
     # Rows are normalised independently, so both passes go block by block of rows, each
-    # block's half-dozen passes in cache.
+    # block's half-dozen passes in cache (and the blocks may run on several threads).
     @staticmethod
     def forward(ctx, x, gamma, beta=None, *, eps=1e-5):
         xp = get_array_module(x)
@@ -100,19 +101,23 @@ class LayerNorm(Function):
         xhat = xp.empty_like(x2)
         rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
         out = xp.empty_like(x2)
-        for blk in _row_blocks(x2, xp):
-            xb, xh, o = x2[blk], xhat[blk], out[blk]
-            xp.subtract(xb, xb.mean(axis=-1, keepdims=True), out=xh)
+
+        mean_of_row = _row_mean_vector(x2, xp)
+
+        def block(blk):
+            xb, xh, o, r = x2[blk], xhat[blk], out[blk], rstd[blk]
+            xp.subtract(xb, xb @ mean_of_row, out=xh)
             xp.multiply(xh, xh, out=o)  # o is free until the end: it holds (x - mean)^2
-            r = o.mean(axis=-1, keepdims=True)
+            xp.matmul(o, mean_of_row, out=r)
             r += eps
             xp.sqrt(r, out=r)
             xp.divide(1.0, r, out=r)
-            rstd[blk] = r
             xh *= r
             xp.multiply(xh, gamma, out=o)
             if beta is not None:
                 o += beta
+
+        run_blocks(block, _row_blocks(x2, xp))
         ctx.save_for_backward(xhat, rstd, gamma)
         return out.reshape(x.shape)
 
@@ -122,24 +127,41 @@ class LayerNorm(Function):
         xp = get_array_module(g)
         need = ctx.needs_input_grad
         g2 = _rows(g)
+        blocks = _row_blocks(g2, xp)
         gx = xp.empty_like(g2) if need[0] else None
-        ggamma = xp.zeros(g2.shape[1], dtype=g.dtype) if need[1] else None
-        gbeta = xp.zeros(g2.shape[1], dtype=g.dtype) if len(need) > 2 and need[2] else None
-        for blk in _row_blocks(g2, xp):
+        # Each block's column sums go to a row of their own (blocks may run on different
+        # threads), added up at the end.
+        want_gamma, want_beta = need[1], len(need) > 2 and need[2]
+        partial = xp.zeros((2, len(blocks), g2.shape[1]), dtype=g.dtype)
+        mean_of_row = _row_mean_vector(g2, xp)
+
+        def block(i):
+            blk = blocks[i]
             gb, xh = g2[blk], xhat[blk]
-            if ggamma is not None:
-                ggamma += (gb * xh).sum(axis=0)
-            if gbeta is not None:
-                gbeta += gb.sum(axis=0)
+            if want_gamma:
+                (gb * xh).sum(axis=0, out=partial[0, i])
+            if want_beta:
+                gb.sum(axis=0, out=partial[1, i])
             if gx is not None:
                 gh = gb * gamma
                 out = gx[blk]
-                xp.subtract(gh, gh.mean(axis=-1, keepdims=True), out=out)
+                xp.subtract(gh, gh @ mean_of_row, out=out)
                 gh *= xh
-                out -= xh * gh.mean(axis=-1, keepdims=True)
+                out -= xh * (gh @ mean_of_row)
                 out *= rstd[blk]
+
+        run_blocks(block, list(range(len(blocks))))
+        ggamma = partial[0].sum(axis=0) if want_gamma else None
+        gbeta = partial[1].sum(axis=0) if want_beta else None
         gx = None if gx is None else gx.reshape(g.shape)
         return (gx, ggamma) if len(need) == 2 else (gx, ggamma, gbeta)
+
+
+def _row_mean_vector(x2, xp):
+    """A (n, 1) column of 1/n: `rows @ it` is the mean of each row, as one matrix-vector
+    product (NumPy's own mean over a short last axis is several times slower)."""
+    n = x2.shape[1]
+    return xp.full((n, 1), 1.0 / max(n, 1), dtype=x2.dtype)
 
 
 def _row_blocks(x2, xp):

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import autograd as ag
-from autograd import backend
+from autograd import backend, parallel
 from autograd.function import Function
 from autograd.ops import attention, causal_attention
 from autograd.ops import elementwise as E
@@ -73,12 +73,19 @@ def small_blocks(elements, score_bytes):
         backend.BLOCK_ELEMENTS, attention._BLOCK_BYTES, ca._BLOCK_BYTES, ca._QUERY_TILE = old
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("blocks", [(2, 1), (3, 100)], ids=["tiny", "ragged"])
 @pytest.mark.parametrize("spec", BLOCKED, ids=lambda s: s.op.__name__)
 @given(data=st.data())
-def test_op_in_small_blocks(spec, blocks, data):
-    with small_blocks(*blocks):
-        test_op.hypothesis.inner_test(spec, data)
+def test_op_in_small_blocks(spec, blocks, threads, data):
+    """Many blocks, on one thread and on two (autograd.parallel hands the blocks out)."""
+    before = parallel.num_threads()
+    parallel.set_num_threads(threads)
+    try:
+        with small_blocks(*blocks):
+            test_op.hypothesis.inner_test(spec, data)
+    finally:
+        parallel.set_num_threads(before)
 
 
 # ---- every op in float32: the dtype is kept forward and backward ------------------------------

@@ -1,0 +1,105 @@
+"""A small thread pool for the element-wise work that NumPy runs on one core.
+
+NumPy runs a ufunc (exp, tanh, a multiply) on one thread; only matrix products use the BLAS's
+threads. The big element-wise ops of a training step (GELU, layer norm, attention's softmax)
+already work block by block, each block in the CPU cache; `run_blocks` hands those blocks out to
+a few threads. A ufunc releases the GIL while it loops over a block, so the threads really run at
+once; what stays serial is Python's few microseconds per NumPy call.
+
+This pays only when the other cores are free. After each matrix product, OpenBLAS's idle workers
+busy-wait on them for about 2**OPENBLAS_THREAD_TIMEOUT cycles (by default ~0.1 s), and a pool
+thread then only fights them. So the pool is on by default only where that wait is bounded (the
+`tinyllm` command sets OPENBLAS_THREAD_TIMEOUT before NumPy loads; see tinyllm/blas_spin.py), with
+as many threads as the BLAS may use (OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, else the cores this
+process may run on). AUTOGRAD_NUM_THREADS, or `set_num_threads`, decides otherwise; 1 turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+_MAX_THREADS = 8
+_state = {"threads": None, "executor": None}
+_inside = threading.local()  # set in pool threads: work they start runs inline, never nested
+
+
+def _default_threads() -> int:
+    chosen = os.environ.get("AUTOGRAD_NUM_THREADS")
+    if chosen is None and "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
+        return 1  # OpenBLAS's workers may spin on the other cores: a pool would fight them
+    for var in ("AUTOGRAD_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.strip().isdigit() and int(value) > 0:
+            return min(int(value), _MAX_THREADS)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, _MAX_THREADS))
+
+
+def num_threads() -> int:
+    """How many threads `run_blocks` uses (1: everything on the calling thread)."""
+    if _state["threads"] is None:
+        _state["threads"] = _default_threads()
+    return _state["threads"]
+
+
+def set_num_threads(n: int) -> None:
+    """Use `n` threads for element-wise work from now on (1 turns the pool off)."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+    _shutdown()
+    _state["threads"] = min(n, _MAX_THREADS)
+
+
+def run_blocks(work, blocks) -> None:
+    """Call `work(block)` for every block, the blocks split into contiguous runs, one per
+    thread (the calling thread takes the first). Returns when all are done; an exception in any
+    block is raised here. `work` must only write to its own block's part of any output."""
+    n = min(num_threads(), len(blocks))
+    if n <= 1 or getattr(_inside, "flag", False):
+        for blk in blocks:
+            work(blk)
+        return
+    per = -(-len(blocks) // n)
+    runs = [blocks[i:i + per] for i in range(0, len(blocks), per)]
+    executor = _executor()
+    futures = [executor.submit(_run_in_pool, work, run) for run in runs[1:]]
+    try:
+        for blk in runs[0]:
+            work(blk)
+    finally:
+        for f in futures:
+            f.result()  # waits, and raises what the block raised
+
+
+def _run_in_pool(work, run):
+    _inside.flag = True
+    for blk in run:
+        work(blk)
+
+
+def _executor():
+    if _state["executor"] is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _state["executor"] = ThreadPoolExecutor(num_threads() - 1,
+                                                thread_name_prefix="autograd-pool")
+    return _state["executor"]
+
+
+def _shutdown():
+    executor, _state["executor"] = _state["executor"], None
+    if executor is not None:
+        executor.shutdown(wait=True)
+
+
+def _forget_after_fork():
+    # A forked child has none of the parent's threads: start a new pool there when needed.
+    _state["executor"] = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
