@@ -54,18 +54,29 @@ def set_num_threads(n: int) -> None:
     _state["threads"] = min(n, _MAX_THREADS)
 
 
-def run_blocks(work, blocks) -> None:
+def run_blocks(work, blocks, uses_blas=False) -> None:
     """Call `work(block)` for every block, the blocks split into contiguous runs, one per
     thread (the calling thread takes the first). Returns when all are done; an exception in any
-    block is raised here. `work` must only write to its own block's part of any output."""
+    block is raised here. `work` must only write to its own block's part of any output.
+
+    `uses_blas`: the blocks make matrix products (attention). The BLAS would then start its own
+    threads inside each of ours, more threads than cores, and they spin against each other
+    (attention at config M ran three times slower). So the BLAS is held to one thread while the
+    blocks run, where its thread count can be set (OpenBLAS); elsewhere such blocks run on the
+    calling thread alone, with the BLAS's threads."""
     n = min(num_threads(), len(blocks))
-    if n <= 1 or getattr(_inside, "flag", False):
+    blas = _blas_threads() if uses_blas and n > 1 else None
+    if n <= 1 or getattr(_inside, "flag", False) or (uses_blas and blas is None):
         for blk in blocks:
             work(blk)
         return
     per = -(-len(blocks) // n)
     runs = [blocks[i:i + per] for i in range(0, len(blocks), per)]
     executor = _executor()
+    if blas is not None:
+        get_threads, set_threads = blas
+        before = get_threads()
+        set_threads(1)
     futures = [executor.submit(_run_in_pool, work, run) for run in runs[1:]]
     try:
         for blk in runs[0]:
@@ -73,6 +84,37 @@ def run_blocks(work, blocks) -> None:
     finally:
         for f in futures:
             f.result()  # waits, and raises what the block raised
+        if blas is not None:
+            set_threads(before)
+
+
+def _blas_threads():
+    """(get, set) for the number of threads of the OpenBLAS that NumPy loaded, or None when it
+    cannot be found (another BLAS, or not Linux). Found once, by its path in /proc/self/maps
+    (NumPy loads it privately, so it is not among the process's global symbols)."""
+    if "blas" not in _state:
+        _state["blas"] = None
+        try:
+            with open("/proc/self/maps") as maps:
+                paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
+        except OSError:
+            paths = []
+        import ctypes
+
+        for path in paths:
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"),
+                                   ("scipy_openblas", ""), ("openblas", "")):
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and set_ is not None:
+                    get.restype, set_.argtypes = ctypes.c_int, (ctypes.c_int,)
+                    _state["blas"] = (get, set_)
+                    return _state["blas"]
+    return _state["blas"]
 
 
 def _run_in_pool(work, run):

@@ -85,7 +85,7 @@ def causal_forward(qs, k, v, out, keep=None, drop_scale=1.0):
                 st *= drop_scale
             xp.matmul(xp.swapaxes(st, -1, -2), v[bb, :, :keys], out=out[bb, :, i0:i1])
 
-    run_blocks(block, _batch_blocks(N, widest, is_cupy_array(qs)))
+    run_blocks(block, _batch_blocks(N, widest, is_cupy_array(qs)), uses_blas=True)
     return tiles, probs
 
 
@@ -120,7 +120,7 @@ def causal_backward(g, qs, k, v, tiles, probs, gq, gk, gv, scale, keep=None, dro
                 gv[bb, :, :keys] += ad @ gt
                 gk[bb, :, :keys] += ds @ qs[bb, :, i0:i1]
 
-    run_blocks(block, _batch_blocks(N, widest, is_cupy_array(g)))
+    run_blocks(block, _batch_blocks(N, widest, is_cupy_array(g)), uses_blas=True)
 
 
 class QKVAttention(Function):
