@@ -1,0 +1,54 @@
+"""The element-wise thread pool (autograd/parallel.py): every block is done exactly once, errors
+reach the caller, and blocks that make matrix products run with the BLAS held to one thread."""
+
+import threading
+
+import pytest
+
+from autograd import parallel
+
+
+@pytest.fixture
+def two_threads():
+    before = parallel.num_threads()
+    parallel.set_num_threads(2)
+    yield
+    parallel.set_num_threads(before)
+
+
+def test_every_block_runs_once_on_two_threads(two_threads):
+    seen, threads = [], set()
+
+    def work(i):
+        seen.append(i)
+        threads.add(threading.get_ident())
+
+    parallel.run_blocks(work, list(range(10)))
+    assert sorted(seen) == list(range(10))
+    assert len(threads) == 2
+
+
+def test_an_error_in_a_pool_thread_reaches_the_caller(two_threads):
+    def work(i):
+        if i == 9:  # the last run goes to the pool thread
+            raise KeyError("block 9")
+
+    with pytest.raises(KeyError, match="block 9"):
+        parallel.run_blocks(work, list(range(10)))
+
+
+def test_blas_is_held_to_one_thread_inside_and_restored_after(two_threads):
+    blas = parallel._blas_threads()
+    if blas is None:
+        pytest.skip("the BLAS's thread count cannot be set here (not OpenBLAS on Linux)")
+    get_threads, _ = blas
+    before = get_threads()
+    inside = []
+    parallel.run_blocks(lambda i: inside.append(get_threads()), list(range(4)), uses_blas=True)
+    assert inside == [1, 1, 1, 1]
+    assert get_threads() == before
+
+
+def test_set_num_threads_refuses_nonsense():
+    with pytest.raises(ValueError, match="positive int"):
+        parallel.set_num_threads(0)
