@@ -2,9 +2,10 @@
 
     python benchmarks/profile_block.py [--iters 10] [--warmup 3] [--threads N] [--compare torch]
 
-One GPT-2 block (ln_1, attention (c_attn, SDPA, c_proj), residual, ln_2, MLP (c_fc, GELU,
-c_proj), residual) at the size of config M: batch 8, time 256, width 384, 6 heads, float32.
-Prints one JSON line:
+One GPT-2 block (ln_1, attention (c_attn, the fused q/k/v attention, c_proj), residual, ln_2,
+MLP (c_fc, GELU, c_proj), residual) at the size of config M: batch 8, time 256, width 384, 6
+heads, float32. Each framework runs in a process of its own (ours first), pinned to --threads,
+so neither one's idle threads spin against the other. Prints one JSON line:
 
     forward_ms, backward_ms    median time of the block's forward and of its backward, measured
                                with no instrumentation at all
@@ -15,8 +16,9 @@ Prints one JSON line:
     ops                        {op: {forward_ms, backward_ms, calls, backward_calls}} per
                                iteration, slowest (forward + backward) first
     torch                      (with --compare torch) the same block in PyTorch eager, with the
-                               same weights, input, upstream gradient and thread count, and
-                               the ratio ours / torch
+                               same weights, input, upstream gradient and thread count: its
+                               clean timings and PyTorch's own profile (torch.profiler, self
+                               CPU ms per iteration of each aten op), and the ratio ours / torch
 
 How ops are timed: for the duration of the profiled run, the `forward` and `backward` static
 methods of every registered `Function` subclass are replaced by wrappers that read
@@ -33,6 +35,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -40,8 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(ROOT))
 
 SHAPE = dict(batch=8, time=256, width=384, heads=6)
 
@@ -216,51 +220,101 @@ def profile(step, iters):
     return medians, summary, ops
 
 
+def torch_ops(forward, backward, reset, iters):
+    """PyTorch's own profile of the block: self CPU milliseconds per iteration of each aten op
+    (forward and backward together; PyTorch names the backward kernels apart, e.g.
+    aten::gelu_backward), slowest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(iters):
+            time_step(forward, backward, reset)
+    rows = {e.key: {"self_ms": round(e.self_cpu_time_total / 1e3 / iters, 3),
+                    "calls": e.count // iters}
+            for e in prof.key_averages() if e.self_cpu_time_total > 0}
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1]["self_ms"]))
+
+
+def worker(args):
+    """One framework alone in this process: the block's clean timings and its per-op profile."""
+    block, x, grad, step = build_ours()
+    if args.worker == "torch":
+        import torch
+
+        step = build_torch(block, x, grad, args.threads)
+        for _ in range(args.warmup):
+            out = time_step(*step)[2]
+        runs = [time_step(*step)[:2] for _ in range(args.iters)]
+        clean = [statistics.median(r[i] for r in runs) for i in (0, 1)]
+        result = {"forward_ms": ms(clean[0]), "backward_ms": ms(clean[1]),
+                  "total_ms": ms(sum(clean)), "ops": torch_ops(*step, args.iters),
+                  "torch_threads": torch.get_num_threads()}
+        ours_out = block(x, np.arange(SHAPE["time"])).data
+        result["max_abs_output_diff"] = float(np.abs(out.detach().numpy() - ours_out).max())
+    else:
+        from autograd import parallel
+
+        for _ in range(args.warmup):
+            time_step(*step)
+        clean, profiled, ops = profile(step, args.iters)
+        result = {"forward_ms": ms(clean[0]), "backward_ms": ms(clean[1]),
+                  "total_ms": ms(sum(clean)), "profiled": profiled, "ops": ops,
+                  "pool_threads": parallel.num_threads()}
+    print(json.dumps(result))
+
+
+def run_worker(args, framework):
+    """A fresh process for one framework, its BLAS and OpenMP pools pinned to --threads (and
+    OpenBLAS's spin bounded for ours, as the tinyllm command does)."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(args.threads)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    if framework == "ours":
+        from tinyllm.blas_spin import bound_blas_spin
+
+        bound_blas_spin(env)
+    cmd = [sys.executable, __file__, "--iters", str(args.iters), "--warmup", str(args.warmup),
+           "--threads", str(args.threads), "--worker", framework]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        sys.exit(f"the {framework} worker failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main():
     parser = argparse.ArgumentParser(description="forward/backward time of one GPT block, by op")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="PyTorch's thread count (NumPy's BLAS uses its own default)")
+                        help="threads of each framework (BLAS, OpenMP, torch.set_num_threads)")
     parser.add_argument("--compare", choices=["torch"], default=None)
+    parser.add_argument("--worker", choices=["ours", "torch"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        return worker(args)
 
-    block, x, grad, step = build_ours()
-    runners = {"ours": step}
-    if args.compare == "torch":
-        try:
-            runners["torch"] = build_torch(block, x, grad, args.threads)
-        except ImportError:
-            print("PyTorch is not installed: pip install torch", file=sys.stderr)
-
-    # Each framework runs as one block, PyTorch last: its OpenMP threads keep spinning for a
-    # while after each op, and interleaving the two frameworks made NumPy's BLAS threads fight
-    # them (ours came out several times slower). Ours is profiled before PyTorch runs at all.
-    outputs, clean = {}, {}
-    for name, step in runners.items():
-        for _ in range(args.warmup):
-            outputs[name] = time_step(*step)[2]
-        if name == "ours":
-            clean[name], profiled, ops = profile(step, args.iters)
-        else:
-            runs = [time_step(*step)[:2] for _ in range(args.iters)]
-            clean[name] = [statistics.median(r[i] for r in runs) for i in (0, 1)]
-
-    ours_f, ours_b = clean["ours"]
+    # Each framework in a process of its own, ours first: in one process, one library's idle
+    # worker threads spin on the cores the other needs, and both come out slower.
+    ours = run_worker(args, "ours")
     result = {
         "benchmark": "profile_block", **SHAPE, "dtype": "float32", "threads": args.threads,
         "iters": args.iters, "warmup": args.warmup, "load_average": round(os.getloadavg()[0], 2),
-        "forward_ms": ms(ours_f), "backward_ms": ms(ours_b), "total_ms": ms(ours_f + ours_b),
-        "profiled": profiled, "ops": ops,
+        "method": "each framework in its own process; clean timings are medians, the per-op "
+                  "tables means of profiled iterations",
+        **ours,
     }
-    if "torch" in runners:
-        tf, tb = clean["torch"]
-        diff = float(np.abs(outputs["torch"].detach().numpy() - outputs["ours"].data).max())
-        result["torch"] = {"forward_ms": ms(tf), "backward_ms": ms(tb), "total_ms": ms(tf + tb),
-                           "max_abs_output_diff": diff}
-        result["ratio_vs_torch"] = {  # above 1: ours is slower
-            "forward": round(ours_f / tf, 3), "backward": round(ours_b / tb, 3),
-            "total": round((ours_f + ours_b) / (tf + tb), 3)}
+    if args.compare == "torch":
+        try:
+            import torch  # noqa: F401  (only to know it is there; the worker imports it)
+        except ImportError:
+            print("PyTorch is not installed: pip install torch", file=sys.stderr)
+        else:
+            theirs = run_worker(args, "torch")
+            result["torch"] = theirs
+            result["ratio_vs_torch"] = {  # above 1: ours is slower
+                part: round(ours[f"{part}_ms"] / theirs[f"{part}_ms"], 3)
+                for part in ("forward", "backward", "total")}
     print(json.dumps(result))
 
 
