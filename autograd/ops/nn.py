@@ -79,7 +79,16 @@ class Embedding(Function):
         (ids,) = ctx.saved
         xp = get_array_module(g)
         dtable = xp.zeros(ctx.table_shape, dtype=g.dtype)
-        scatter_add(dtable, ids.reshape(-1), g.reshape(-1, ctx.table_shape[1]))
+        ids, rows = ids.reshape(-1), g.reshape(-1, ctx.table_shape[1])
+        if is_cupy_array(g) or ids.size == 0:
+            scatter_add(dtable, ids, rows)
+            return None, dtable
+        # Sort the ids, so each id's rows lie together, and add each run of rows with one
+        # reduceat: several times faster than np.add.at, and repeats still accumulate.
+        order = xp.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        starts = xp.flatnonzero(xp.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+        dtable[sorted_ids[starts]] = xp.add.reduceat(rows[order], starts, axis=0)
         return None, dtable
 
 
