@@ -6,6 +6,7 @@ import math
 
 from autograd.backend import flat_blocks, get_array_module
 from autograd.optim.optimizer import Optimizer
+from autograd.parallel import run_blocks
 
 
 class AdamW(Optimizer):
@@ -58,12 +59,14 @@ class AdamW(Optimizer):
         if all(a.flags.c_contiguous for a in arrays):  # flat views share memory with the arrays
             arrays = [a.reshape(-1) for a in arrays]
             blocks = flat_blocks(p.data.size, xp)
-        # Block by block, so the dozen passes below run in cache (one block on a GPU); the
-        # scratch space is then one block, not a parameter-sized buffer.
-        scratch = self.scratch(p) if len(blocks) == 1 else self.block_scratch(p)
-        for blk in blocks:
+        # Block by block, so the dozen passes below run in cache (one block on a GPU), the
+        # blocks spread over autograd.parallel's threads; the scratch space is one block per
+        # block (freed blocks are reused: autograd/memory.py), not a parameter-sized buffer.
+        scratch = self.scratch(p) if len(blocks) == 1 else None
+
+        def block(blk):
             data, g, m, v, *vmax = (a[blk] for a in arrays)
-            s = scratch.reshape(data.shape) if len(blocks) == 1 else scratch[:data.size]
+            s = scratch.reshape(data.shape) if scratch is not None else xp.empty_like(data)
             if wd != 0.0:
                 data *= 1.0 - lr * wd
             xp.multiply(g, 1.0 - b1, out=s)
@@ -82,3 +85,5 @@ class AdamW(Optimizer):
             xp.divide(m, s, out=s)
             s *= lr / bias1
             data -= s
+
+        run_blocks(block, blocks)

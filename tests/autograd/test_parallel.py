@@ -52,3 +52,30 @@ def test_blas_is_held_to_one_thread_inside_and_restored_after(two_threads):
 def test_set_num_threads_refuses_nonsense():
     with pytest.raises(ValueError, match="positive int"):
         parallel.set_num_threads(0)
+
+
+def test_adamw_in_blocks_on_two_threads_matches_one_thread(monkeypatch):
+    """AdamW's blocks on two threads (each with scratch of its own) give the same weights."""
+    import numpy as np
+
+    import autograd as ag
+    from autograd import backend
+
+    monkeypatch.setattr(backend, "BLOCK_ELEMENTS", 7)  # many ragged blocks per parameter
+    before = parallel.num_threads()
+    rng = np.random.default_rng(0)
+    start, grads = rng.standard_normal((5, 9)), rng.standard_normal((3, 5, 9))
+    results = []
+    try:
+        for threads in (1, 2):
+            parallel.set_num_threads(threads)
+            p = ag.tensor(start.copy(), requires_grad=True)
+            opt = ag.optim.AdamW([p], lr=0.1, weight_decay=0.1)
+            for g in grads:
+                p.grad = g.copy()
+                opt.step()
+            results.append(p.data)
+    finally:
+        parallel.set_num_threads(before)
+    np.testing.assert_array_equal(results[0], results[1])
+    assert not np.allclose(results[0], start)
