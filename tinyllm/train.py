@@ -484,10 +484,14 @@ class Trainer:
         text = "".join(kept)
         ckpt.atomic_write(path, lambda f: f.write(text), mode="w")
 
-    def save(self):
-        if not self.dist.is_root:
-            return
-        ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, self._state())
+    def save(self, optimizer_state=None, name="checkpoint"):
+        """Write the checkpoint (rank 0). Every rank calls it: under ZeRO-1 the optimizer's
+        state is gathered from all of them (`optimizer_state`: one gathered already)."""
+        if optimizer_state is None:
+            optimizer_state = self.optimizer.state_dict()
+        if self.dist.is_root:
+            ckpt.save_checkpoint(self.run_dir, self.model, optimizer_state, self._state(),
+                                 name=name)
 
     # ---- one optimisation step -------------------------------------------------------------------
     def lr_at(self, step):
@@ -530,7 +534,7 @@ class Trainer:
             total += float(asnumpy(loss.data))
         # Over several ranks: the global batch's loss, gradients averaged, the same everywhere.
         total, _ = self.grads.reduce(total, stop=getattr(self, "_stop_requested", False))
-        norm = optim.clip_grad_norm(self.model.parameters(), c.grad_clip)
+        norm = self.grads.clip_(self.model.parameters(), c.grad_clip)
         # Guessing uniformly costs ln(V) nats; three times that means training has blown up.
         exploded = total > 3 * math.log(self.model_cfg.vocab_size)
         skip = exploded or not (math.isfinite(total) and math.isfinite(norm))
@@ -653,8 +657,14 @@ class Trainer:
                     evals.append(self._eval_and_save())
                     if self.dist.bcast(self._early_stop()):  # rank 0 evaluates and decides
                         break
-        except KeyboardInterrupt:
-            if self._interrupted():
+        except KeyboardInterrupt as interrupt:
+            alone = str(interrupt) != STOPPED_AT_BOUNDARY  # not a stop all ranks agreed on
+            if alone and getattr(self.optimizer, "collective", False):
+                # ZeRO-1: saving gathers from every rank, and the others are not saving now.
+                self.log(f"\ninterrupted at step {self.step} on this rank alone: nothing saved; "
+                         f"the last checkpoint is kept. Continue with: tinyllm train --resume "
+                         f"{self.run_dir}")
+            elif self._interrupted():
                 self.save()
                 self.log(f"\ninterrupted at step {self.step}; checkpoint saved. Continue with: "
                          f"tinyllm train --resume {self.run_dir}")
@@ -673,9 +683,9 @@ class Trainer:
             from tinyllm.distributed import check_identical
 
             check_identical(self.dist, self.model, f"at the end of step {self.step}")
-            if not self.dist.is_root:
-                return None  # rank 0 reports
-        last = evals[-1] if evals else self._eval_and_save()
+        last = evals[-1] if evals else self._eval_and_save()  # every rank: it may gather
+        if not self.dist.is_root:
+            return None  # rank 0 reports
         p = self.eval_split + "_"
         summary = {k: v for k, v in last.items() if k.startswith(p)}
         if self.eval_split != "val":
@@ -742,6 +752,7 @@ class Trainer:
         """Evaluate, print, checkpoint; a new best evaluation also goes to checkpoint-best/
         (written before checkpoint/, so a crash between the two leaves a state that, resumed,
         writes the same best again)."""
+        optimizer_state = self.optimizer.state_dict()  # every rank: ZeRO-1 gathers it
         if not self.dist.is_root:
             return None  # rank 0 alone evaluates, samples and saves
         metrics = self.evaluate()
@@ -753,11 +764,10 @@ class Trainer:
         loss = metrics[self.eval_split + "_loss"]
         if self.best is None or loss < self.best["loss"]:
             self.best, self.evals_since_best = {"step": self.step, "loss": loss}, 0
-            ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, self._state(),
-                                 name="checkpoint-best")
+            self.save(optimizer_state, name="checkpoint-best")
         else:
             self.evals_since_best += 1
-        self.save()
+        self.save(optimizer_state)
         return record
 
     def _early_stop(self):

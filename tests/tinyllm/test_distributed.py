@@ -179,6 +179,38 @@ def test_float32_without_overlap_matches_to_1e6(data, tmp_path):
 
 @pytest.mark.mpi
 @needs_mpiexec
+@pytest.mark.parametrize("n", [2, 3])
+def test_zero1_trains_the_model_one_process_trains(data, two_ranks, tmp_path, n):
+    """--zero 1 (AdamW state sharded, reduce-scatter + all-gather): float64 to 1e-12 against
+    one process, every rank's weights bit-identical, and the checkpoint holds the whole AdamW
+    state, equal to the one process's."""
+    ranks = drive(n, {"cfg": cfg(data, tmp_path / "zero"), "zero": 1})
+    assert len(ranks) == n and len({r["digest"] for r in ranks}) == 1 and ranks[0]["step"] == 6
+    alone = two_ranks[2]
+    assert max_diff(alone, weights(tmp_path / "zero")) < 1e-12
+    moments = load_file(tmp_path / "zero" / "checkpoint" / "optimizer.safetensors")[0]
+    reference = load_file(two_ranks[1].parent / "one" / "checkpoint" / "optimizer.safetensors")[0]
+    assert moments.keys() == reference.keys() and len(moments) > 4
+    assert max_diff(reference, moments) < 1e-12
+
+
+@pytest.mark.mpi
+@needs_mpiexec
+def test_zero1_resumes_at_any_world_size(data, two_ranks, tmp_path):
+    """A ZeRO-1 run on 2 ranks stopped at step 2, continued by one process without ZeRO to
+    step 4, and by 3 ranks with ZeRO to the end: the uninterrupted one-process model."""
+    run = tmp_path / "run"
+    drive(2, {"cfg": cfg(data, run), "stop_at": 2, "zero": 1})
+    from tinyllm.train import TrainConfig, Trainer
+
+    Trainer(TrainConfig.from_dict(cfg(data, run)), resume=True).run(stop_at=4)
+    end = drive(3, {"cfg": cfg(data, run), "resume": True, "zero": 1})
+    assert end[0]["step"] == 6
+    assert max_diff(two_ranks[2], weights(run)) < 1e-12
+
+
+@pytest.mark.mpi
+@needs_mpiexec
 def test_resume_across_world_sizes(data, two_ranks, tmp_path):
     """2 ranks to step 2, one process to step 4, 3 ranks to the end (6): the model of one
     uninterrupted process. Stopped at step 2 and resumed at 2 ranks: bit-identical to the
@@ -213,11 +245,14 @@ def test_a_raising_rank_ends_the_job_quickly(data, tmp_path):
 
 @pytest.mark.mpi
 @needs_mpiexec
-def test_ctrl_c_stops_every_rank_at_one_step_and_saves(data, tmp_path):
+@pytest.mark.parametrize("zero", ["0", "1"])
+def test_ctrl_c_stops_every_rank_at_one_step_and_saves(data, tmp_path, zero):
+    """With --zero 1 the save gathers the optimizer state from both ranks: it must not hang."""
     run = tmp_path / "run"
     args = ["-m", "tinyllm", "train", "--data", data, "--out", run, "--quiet", "--dropout", "0",
             "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16",
-            "--batch-size", "4", "--max-steps", "100000", "--eval-interval", "100000"]
+            "--batch-size", "4", "--max-steps", "100000", "--eval-interval", "100000",
+            "--zero", zero]
     proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, *map(str, args)], env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -234,6 +269,8 @@ def test_ctrl_c_stops_every_rank_at_one_step_and_saves(data, tmp_path):
     assert proc.returncode != 0
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     assert state["step"] > 0 and "interrupted at step" in err, err[-2000:]
+    saved = load_file(run / "checkpoint" / "optimizer.safetensors")[0]
+    assert len(saved) == 2 * len(weights(run))  # the whole AdamW state: two moments each
 
 
 class RecordingComm:
@@ -319,6 +356,12 @@ class _FakeNccl:
         def bcast(self, ptr, count, dtype, root, stream):
             _FakeNccl.calls.append(("bcast", ptr, count, dtype, root, stream))
 
+        def reduceScatter(self, send, recv, count, dtype, op, stream):  # noqa: N802
+            _FakeNccl.calls.append(("reduceScatter", send, recv, count, dtype, op, stream))
+
+        def allGather(self, send, recv, count, dtype, stream):  # noqa: N802
+            _FakeNccl.calls.append(("allGather", send, recv, count, dtype, stream))
+
 
 class _FakeCupy:
     class cuda:  # noqa: N801
@@ -348,9 +391,9 @@ class _FakeCupy:
 class _DeviceArray:
     """Looks like a CuPy array to NCCLComm: a pointer, a size, a dtype, contiguity."""
 
-    def __init__(self, n, dtype):
+    def __init__(self, n, dtype, ptr=4242):
         self.size, self.dtype = n, np.dtype(dtype)
-        self.data = type("Pointer", (), {"ptr": 4242})()
+        self.data = type("Pointer", (), {"ptr": ptr})()
         self.flags = type("Flags", (), {"c_contiguous": True})()
 
 
@@ -372,3 +415,8 @@ def test_nccl_communicator_one_rank_calls(monkeypatch):
     assert _FakeNccl.calls[-1] == ("bcast", 4242, 5, 8, 0, 77)
     with pytest.raises(TypeError, match="float"):
         comm.allreduce_(_DeviceArray(3, "int64"))
+    # ZeRO-1's pair: the summed block of this rank into the shard; the all-gather in place.
+    comm.reduce_scatter_(_DeviceArray(12, "float32"), _DeviceArray(12, "float32", ptr=900))
+    assert _FakeNccl.calls[-1] == ("reduceScatter", 4242, 900, 12, 7, 0, 77)
+    comm.allgather_(_DeviceArray(12, "float32"))
+    assert _FakeNccl.calls[-1] == ("allGather", 4242, 4242, 12, 7, 77)

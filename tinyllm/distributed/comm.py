@@ -6,6 +6,8 @@ interface has:
     broadcast_(array)        every rank gets rank 0's values, in place
     allreduce_(array)        every rank gets the element-wise sum over the ranks, in place
     iallreduce_(array)       the same, started now and finished by `request.wait()`
+    reduce_scatter_(a, s)    rank r gets block r of the element-wise sum of `a` in `s` (ZeRO-1)
+    allgather_(array)        every rank gets every rank's block r of `array`, in place (ZeRO-1)
     bcast(obj)               a small Python value (a path, a decision) from rank 0
     allgather(obj)           a small Python value from every rank, as a list
     abort(code)              end every rank of the job now
@@ -67,6 +69,13 @@ class SingleProcess:
     def iallreduce_(self, array):
         return _Done()
 
+    def reduce_scatter_(self, array, shard):
+        shard[...] = array
+        return shard
+
+    def allgather_(self, array):
+        return array
+
     def bcast(self, obj):
         return obj
 
@@ -105,6 +114,14 @@ class MPIComm(SingleProcess):
 
     def iallreduce_(self, array):
         return self.world.Iallreduce(self.MPI.IN_PLACE, _host(array), op=self.MPI.SUM)
+
+    def reduce_scatter_(self, array, shard):
+        self.world.Reduce_scatter_block(_host(array), _host(shard), op=self.MPI.SUM)
+        return shard
+
+    def allgather_(self, array):
+        self.world.Allgather(self.MPI.IN_PLACE, _host(array))  # rank r's block in place
+        return array
 
     def bcast(self, obj):
         return self.world.bcast(obj, root=0)
@@ -184,6 +201,19 @@ class NCCLComm(MPIComm):
 
     def allreduce_(self, array):
         self.iallreduce_(array)
+        return array
+
+    def reduce_scatter_(self, array, shard):
+        ptr, _, dtype, stream = self._args(array)
+        self.nccl_comm.reduceScatter(ptr, self._args(shard)[0], shard.size, dtype,
+                                     self.nccl.NCCL_SUM, stream.ptr)
+        return shard
+
+    def allgather_(self, array):
+        ptr, n, dtype, stream = self._args(array)
+        block = n // self.size  # in place: rank r sends the block it already holds
+        mine = ptr + self.rank * block * array.dtype.itemsize
+        self.nccl_comm.allGather(mine, ptr, block, dtype, stream.ptr)
         return array
 
 
