@@ -171,10 +171,21 @@ def test_three_ranks_with_unequal_shares(data, two_ranks, tmp_path):
 
 @pytest.mark.mpi
 @needs_mpiexec
-def test_float32_without_overlap_matches_to_1e6(data, tmp_path):
-    drive(2, {"cfg": cfg(data, tmp_path / "two", "float32"), "overlap": False})
+@pytest.mark.parametrize("how", [{"overlap": False}, {"zero": 1}])
+def test_float32_matches_to_1e6(data, tmp_path, how):
+    """float32 to 1e-6, except the key bias: its exact gradient is zero (adding one constant
+    to all of a query's scores leaves the softmax unchanged), so in either run AdamW steps it
+    by normalised rounding noise. It stays tiny, but not within 1e-6 of the other run's."""
+    drive(2, {"cfg": cfg(data, tmp_path / "two", "float32"), **how})
     alone = train_alone(cfg(data, tmp_path / "one", "float32"))
-    assert max_diff(alone, weights(tmp_path / "two")) < 1e-6
+    ranks = weights(tmp_path / "two")
+    width = MODEL["n_embd"]
+    key_bias = "transformer.h.0.attn.c_attn.bias"
+    for w in (alone, ranks):
+        w["key_bias"] = w[key_bias][width:2 * width]
+        w[key_bias] = np.delete(w[key_bias], np.s_[width:2 * width])
+    assert np.abs(alone.pop("key_bias") - ranks.pop("key_bias")).max() < 1e-5
+    assert max_diff(alone, ranks) < 1e-6
 
 
 @pytest.mark.mpi
@@ -271,6 +282,47 @@ def test_ctrl_c_stops_every_rank_at_one_step_and_saves(data, tmp_path, zero):
     assert state["step"] > 0 and "interrupted at step" in err, err[-2000:]
     saved = load_file(run / "checkpoint" / "optimizer.safetensors")[0]
     assert len(saved) == 2 * len(weights(run))  # the whole AdamW state: two moments each
+
+
+STAGED = """
+import json
+import numpy as np
+from tests import fake_cupy
+from tinyllm.distributed import MPIComm
+
+with fake_cupy.installed() as cp:
+    comm = MPIComm()
+    r = comm.rank
+    a = cp.asarray(np.arange(6.0) + 10 * r)
+    comm.allreduce_(a)
+    comm.iallreduce_(b := cp.asarray(np.full(4, r + 1.0))).wait()
+    shard = cp.zeros(3)
+    comm.reduce_scatter_(cp.asarray(np.arange(6.0) * (r + 1)), shard)
+    gathered = cp.asarray(np.where(np.arange(6) // 3 == r, r + 5.0, -1.0))
+    comm.allgather_(gathered)
+    c = cp.asarray(np.full(2, 7.0 + r))
+    comm.broadcast_(c)
+    out = [x.get().tolist() for x in (a, b, shard, gathered, c)]
+    on_device = all(type(x).__module__.startswith("cupy") for x in (a, b, shard, gathered, c))
+    print(json.dumps({"rank": r, "out": out, "on_device": on_device}), flush=True)
+"""
+
+
+@pytest.mark.mpi
+@needs_mpiexec
+def test_mpi_collectives_stage_device_arrays_through_the_host():
+    """Two ranks sharing one GPU over plain MPI: CuPy arrays (here the strict fake) go through
+    host copies and come back on the device with the reduced values."""
+    proc = launch(2, ["-c", STAGED])
+    results = [json.loads(m) for m in re.findall(r'\{"rank".*?\}', proc.stdout)]
+    assert sorted(r["rank"] for r in results) == [0, 1], proc.stdout
+    for result in results:
+        a, b, shard, gathered, c = result["out"]
+        assert a == [10.0, 12.0, 14.0, 16.0, 18.0, 20.0] and b == [3.0] * 4
+        rank = result["rank"]
+        assert shard == [3.0 * i for i in range(3 * rank, 3 * rank + 3)]
+        assert gathered == [5.0] * 3 + [6.0] * 3 and c == [7.0, 7.0]
+        assert result["on_device"]
 
 
 class RecordingComm:

@@ -82,7 +82,11 @@ def setup(comm, trainer_class, cfg, resume=False, bucket_mb=1.0, overlap=True, z
     loader takes its slice of the global batch, and a GradientReducer averages the gradients
     (with `zero=1`, ShardedGradients and ShardedAdamW: see tinyllm.distributed.zero)."""
     if comm.size == 1:
-        return trainer_class(cfg, resume=resume)
+        trainer = trainer_class(cfg, resume=resume)
+        if zero:
+            trainer.log("note: --zero 1 shards the optimizer over MPI ranks; in one process "
+                        "there is nothing to shard (start it with mpiexec -n N)")
+        return trainer
     from dataclasses import asdict, replace
 
     if comm.is_root:

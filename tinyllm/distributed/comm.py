@@ -25,6 +25,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
+
+from autograd.backend import asnumpy, get_array_module, is_cupy_array
 
 INSTALL_HINT = ('data-parallel training needs mpi4py and an MPI library: pip install "tinyllm[mpi]" '
                 '(or pip install ".[mpi]" in a checkout), which brings mpi4py and the mpich wheel')
@@ -90,8 +93,9 @@ class SingleProcess:
 
 
 class MPIComm(SingleProcess):
-    """MPI.COMM_WORLD through mpi4py. Arrays are NumPy (host memory): MPI reads and writes
-    them in place through the buffer protocol, with no pickling."""
+    """MPI.COMM_WORLD through mpi4py. MPI reads and writes NumPy arrays in place through the
+    buffer protocol, with no pickling; CuPy arrays are staged through host memory (so ranks can
+    share one GPU, or use GPUs without NCCL, at the price of two copies per collective)."""
 
     def __init__(self):
         try:
@@ -105,22 +109,29 @@ class MPIComm(SingleProcess):
         self.name = "MPI (" + " ".join(MPI.Get_library_version().split()[:3]) + ")"
 
     def broadcast_(self, array):
-        self.world.Bcast(_host(array), root=0)
+        with _on_host(array) as (host,):
+            self.world.Bcast(host, root=0)
         return array
 
     def allreduce_(self, array):
-        self.world.Allreduce(self.MPI.IN_PLACE, _host(array), op=self.MPI.SUM)
+        with _on_host(array) as (host,):
+            self.world.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
         return array
 
     def iallreduce_(self, array):
-        return self.world.Iallreduce(self.MPI.IN_PLACE, _host(array), op=self.MPI.SUM)
+        if is_cupy_array(array):  # staged through host memory: done at once, nothing overlaps
+            self.allreduce_(array)
+            return _Done()
+        return self.world.Iallreduce(self.MPI.IN_PLACE, array, op=self.MPI.SUM)
 
     def reduce_scatter_(self, array, shard):
-        self.world.Reduce_scatter_block(_host(array), _host(shard), op=self.MPI.SUM)
+        with _on_host(array, shard) as (host, host_shard):
+            self.world.Reduce_scatter_block(host, host_shard, op=self.MPI.SUM)
         return shard
 
     def allgather_(self, array):
-        self.world.Allgather(self.MPI.IN_PLACE, _host(array))  # rank r's block in place
+        with _on_host(array) as (host,):
+            self.world.Allgather(self.MPI.IN_PLACE, host)  # rank r's block in place
         return array
 
     def bcast(self, obj):
@@ -217,13 +228,16 @@ class NCCLComm(MPIComm):
         return array
 
 
-def _host(array):
-    """The array itself when MPI can read it in place; CuPy arrays on plain MPI are refused
-    (use --distributed nccl, or a CUDA-aware MPI)."""
-    if type(array).__module__.startswith("cupy"):
-        raise TypeError("MPI collectives here take host (NumPy) arrays; for GPUs use "
-                        "--distributed nccl")
-    return array
+@contextmanager
+def _on_host(*arrays):
+    """Arrays MPI can read and write in place: NumPy arrays themselves; for CuPy arrays (GPU
+    ranks under `--distributed mpi`, e.g. two ranks sharing one GPU) host copies, copied back
+    to the device afterwards. That round trip through host memory is what NCCL avoids."""
+    hosts = [asnumpy(a) if is_cupy_array(a) else a for a in arrays]
+    yield hosts
+    for array, host in zip(arrays, hosts):
+        if host is not array:
+            array[...] = get_array_module(array).asarray(host)
 
 
 def _local_rank(world):
