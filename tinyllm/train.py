@@ -369,7 +369,14 @@ class Trainer:
         prefix = (prefix or self.eval_split) + "_"
         result = score_tokens(self.model, tokens, batch_size=self.cfg.batch_size,
                               max_tokens=self.cfg.eval_tokens, seed=self.cfg.seed,
-                              tokenizer=self.tok)
+                              tokenizer=self.tok, part=(self.dist.rank, self.dist.size))
+        if self.dist.size > 1:  # each rank scored every N-th window: add up the parts
+            sums = np.array([result.nats, result.tokens, result.bytes or 0, result.windows],
+                            dtype=np.float64)
+            self.dist.allreduce_(sums)
+            result = replace(result, nats=float(sums[0]), tokens=int(sums[1]),
+                             bytes=None if result.bytes is None else int(sums[2]),
+                             windows=int(sums[3]))
         return result.to_dict(prefix)
 
     def sample(self, prompt="\n", max_new_tokens=None, seed=0, **sampling):
@@ -430,7 +437,7 @@ class Trainer:
                 bar.update(1)
                 if self.step % c.eval_interval == 0 or self.step == self.total_steps():
                     evals.append(self._eval_and_save())
-                    if self.dist.bcast(self._early_stop()):  # rank 0 evaluates and decides
+                    if self.dist.bcast(self._early_stop()):  # rank 0 decides for all
                         break
         except KeyboardInterrupt as interrupt:
             alone = str(interrupt) != STOPPED_AT_BOUNDARY  # not a stop all ranks agreed on
@@ -459,6 +466,8 @@ class Trainer:
 
             check_identical(self.dist, self.model, f"at the end of step {self.step}")
         last = evals[-1] if evals else self._eval_and_save()  # every rank: it may gather
+        # The test split is scored once, at the end (never used for tuning), by every rank.
+        test = None if self.test_tokens is None else self.evaluate(self.test_tokens, "test")
         if not self.dist.is_root:
             return None  # rank 0 reports
         p = self.eval_split + "_"
@@ -466,8 +475,7 @@ class Trainer:
         if self.eval_split != "val":
             summary["evaluated_on"] = ("the training split: the corpus has no validation "
                                        "split, so these numbers are not held-out")
-        if self.test_tokens is not None:  # reported once, at the end: never used for tuning
-            test = self.evaluate(self.test_tokens, prefix="test")
+        if test is not None:
             self._metrics({"step": self.step, **test})
             self.log(self._describe(test, "test"))
             summary.update(test)
@@ -528,9 +536,9 @@ class Trainer:
         (written before checkpoint/, so a crash between the two leaves a state that, resumed,
         writes the same best again)."""
         optimizer_state = self.optimizer.state_dict()  # every rank: ZeRO-1 gathers it
+        metrics = self.evaluate()  # every rank scores its share of the windows
         if not self.dist.is_root:
-            return None  # rank 0 alone evaluates, samples and saves
-        metrics = self.evaluate()
+            return None  # rank 0 alone samples, reports and saves
         sample = self.sample()
         record = {"step": self.step, **metrics, "sample": sample}
         self._metrics(record)

@@ -3,13 +3,14 @@
     mpiexec -n 4 tinyllm train ...            # 4 processes on this machine
     mpiexec -f hosts -n 16 tinyllm train ...  # across machines (MPICH host file)
 
-Every rank holds the whole model and optimizer. Each step all ranks draw the same global batch
-of `--batch-size` rows and each keeps its own slice (`ShardedLoader`); after backward the
-gradients are summed with weights, in a few buckets, while backward is still running
-(`GradientReducer`); then every rank applies the same update to the same weights, so they stay
-identical without ever being sent again. Rank 0 alone writes: logs, evaluations, samples,
-checkpoints, metrics. The result is the model one process would train on the same global batch
-(exactly in arithmetic; in floating point up to the order of the sums).
+Every rank holds the whole model (and, unless `--zero 1` shards it, the whole optimizer). Each
+step all ranks draw the same global batch of `--batch-size` rows and each keeps its own slice
+(`ShardedLoader`); after backward the gradients are summed with weights, in a few buckets,
+while backward is still running (`GradientReducer`); then every rank applies the same update
+to the same weights, so they stay identical without ever being sent again. Evaluation is
+shared (each rank scores every N-th window, the sums are reduced); rank 0 alone writes: logs,
+samples, checkpoints, metrics. The result is the model one process would train on the same
+global batch (exactly in arithmetic; in floating point up to the order of the sums).
 
 How the pieces are wired into tinyllm.train: `connect()` picks the communicator, `setup()`
 builds the trainer on every rank (rank 0 first; the others then open the run it made), and
