@@ -5,8 +5,10 @@
 
 For each size it times full training steps (forward, backward, gradient all-reduce, clip,
 AdamW) on random tokens with the same global batch: one process with 2 BLAS threads, then
-`mpiexec -n 2` with 1 thread per rank, the reduction overlapped with backward and not. It also
-times the all-reduce of the whole gradient buffer alone, which gives the measured bandwidth.
+`mpiexec -n 2` with 1 thread per rank, the reduction overlapped with backward and not, and
+with ZeRO-1 (`--zero 1`: reduce-scatter, sharded AdamW, all-gather; its AdamW state per rank is
+reported beside the unsharded one). It also times the all-reduce of the whole gradient buffer
+alone, which gives the measured bandwidth.
 
 From those it projects (weak scaling: each rank keeps its batch, the ring all-reduce moves
 2(N-1)/N of the gradient bytes through each link) the step time and efficiency of 8 and 64 CPU
@@ -42,6 +44,7 @@ def worker(plan):
     from autograd import optim
     from tinyllm.data.dataset import BatchLoader
     from tinyllm.distributed import GradientReducer, ShardedLoader, connect
+    from tinyllm.distributed.zero import ShardedAdamW, ShardedGradients
     from tinyllm.model import GPT, GPTConfig
     from tinyllm.train import param_groups
 
@@ -52,8 +55,12 @@ def worker(plan):
     tokens = np.random.default_rng(0).integers(0, size["vocab_size"], 200_000).astype(np.uint16)
     loader = ShardedLoader(BatchLoader(tokens, batch, size["block_size"], seed=0),
                            comm.rank, comm.size)
-    reducer = GradientReducer(model.parameters(), comm, loader.weight, overlap=plan["overlap"])
-    opt = optim.AdamW(param_groups(model, 0.1), lr=1e-4)
+    if plan.get("zero"):
+        reducer = ShardedGradients(model.parameters(), comm, loader.weight)
+        opt = ShardedAdamW(param_groups(model, 0.1), reducer, comm, lr=1e-4)
+    else:
+        reducer = GradientReducer(model.parameters(), comm, loader.weight, overlap=plan["overlap"])
+        opt = optim.AdamW(param_groups(model, 0.1), lr=1e-4)
     times, comm_times = [], []
     for step in range(plan["warmup"] + plan["steps"]):
         if comm.size > 1:
@@ -64,7 +71,7 @@ def worker(plan):
         loss = model(x, y)[1]
         loss.backward()
         reducer.reduce(float(loss.data))
-        optim.clip_grad_norm(model.parameters(), 1.0)
+        reducer.clip_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
         if step >= plan["warmup"]:
@@ -78,8 +85,10 @@ def worker(plan):
         t0 = time.perf_counter()
         comm.allreduce_(reducer.buffer)
         alone.append(time.perf_counter() - t0)
+    moments = getattr(opt, "shard", opt).state.values()  # ZeRO-1: this rank's shard only
+    state_bytes = sum(v.nbytes for s in moments for v in s.values() if hasattr(v, "nbytes"))
     if comm.rank == 0:
-        print(json.dumps({"step_s": float(np.median(times)),
+        print(json.dumps({"step_s": float(np.median(times)), "adamw_state_bytes": state_bytes,
                           "comm_s": float(np.median(comm_times)),
                           "allreduce_alone_s": float(np.median(alone)),
                           "grad_bytes": int(reducer.buffer.nbytes),
@@ -87,8 +96,8 @@ def worker(plan):
                           batch * size["block_size"], "ranks": comm.size}), flush=True)
 
 
-def run(size, ranks, threads, overlap, steps, warmup):
-    plan = {"size": size, "overlap": overlap, "steps": steps, "warmup": warmup,
+def run(size, ranks, threads, overlap, steps, warmup, zero=0):
+    plan = {"size": size, "overlap": overlap, "steps": steps, "warmup": warmup, "zero": zero,
             "distributed": "mpi" if ranks > 1 else "off"}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
@@ -129,14 +138,15 @@ def main():
     args = parser.parse_args()
     if args.worker:
         return worker(json.loads(args.worker))
-    result = {"machine": f"{os.cpu_count()} cores, shared with other jobs (loaded)",
-              "load_average": os.getloadavg()[0], "sizes": {}}
+    result = {"machine": f"{os.cpu_count()} cores",
+              "load_average_at_start": os.getloadavg()[0], "sizes": {}}
     for size in args.sizes:
         steps = args.steps or (8 if size == "S" else 3)
         warmup = 2 if size == "S" else 1
         one = run(size, 1, 2, False, steps, warmup)
         two = run(size, 2, 1, True, steps, warmup)
         two_plain = run(size, 2, 1, False, steps, warmup)
+        two_zero = run(size, 2, 1, False, steps, warmup, zero=1)
         bandwidth = 2 * (2 - 1) / 2 * two["grad_bytes"] / two["allreduce_alone_s"]
         compute = two_plain["step_s"] - two_plain["comm_s"]  # one rank's work, 1 thread
         result["sizes"][size] = {
@@ -145,6 +155,9 @@ def main():
             "2 ranks x 1 thread tokens/s": round(two["tokens_per_step"] / two["step_s"]),
             "2 ranks, no overlap tokens/s": round(two_plain["tokens_per_step"]
                                                   / two_plain["step_s"]),
+            "2 ranks, ZeRO-1 tokens/s": round(two_zero["tokens_per_step"] / two_zero["step_s"]),
+            "adamw_state_MB_per_rank": round(two_plain["adamw_state_bytes"] / 1e6, 2),
+            "adamw_state_MB_per_rank_zero1": round(two_zero["adamw_state_bytes"] / 1e6, 2),
             "allreduce_ms_per_step": round(two_plain["comm_s"] * 1e3, 2),
             "allreduce_share_of_step": round(two_plain["comm_s"] / two_plain["step_s"], 3),
             "overlap_saves_ms_per_step": round((two_plain["step_s"] - two["step_s"]) * 1e3, 1),

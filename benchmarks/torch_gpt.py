@@ -2,9 +2,9 @@
 
 Matches tinyllm.model.GPT with the default options: learned positions, pre-norm blocks with
 LayerNorm (eps 1e-5), fused qkv projection, causal attention, GELU (tanh form) MLP 4x wide,
-final LayerNorm, output layer tied to the token embedding, biases everywhere; dropout (when
-given) where ours has it: after the embeddings, on the attention weights, and on each block's
-attention and MLP outputs.
+final LayerNorm, output layer tied to the token embedding, biases everywhere; dropout (off by
+default) where ours has it: after the embeddings, on the attention weights, on each residual
+branch.
 """
 
 import math
@@ -30,8 +30,8 @@ class Block(nn.Module):
         B, T, C = x.shape
         q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         x = x + self.drop(self.c_proj(y.transpose(1, 2).reshape(B, T, C)))
         return x + self.drop(self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh")))
 
@@ -51,13 +51,10 @@ class TorchGPT(nn.Module):
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
 
-    def forward(self, idx, targets=None):
-        """The mean cross-entropy loss when `targets` are given, else the logits (B, T, V)."""
+    def forward(self, idx, targets):
         T = idx.shape[1]
         x = self.drop(self.wte(idx) + self.wpe(torch.arange(T, device=idx.device)))
         for block in self.h:
             x = block(x)
         logits = self.ln_f(x) @ self.wte.weight.T
-        if targets is None:
-            return logits
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))

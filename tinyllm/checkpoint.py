@@ -68,7 +68,7 @@ def read_json(path):
 
 def _optimizer_split(optimizer):
     """The optimizer's state_dict as (arrays for safetensors, everything else for JSON)."""
-    sd = optimizer.state_dict()
+    sd = optimizer if isinstance(optimizer, dict) else optimizer.state_dict()
     arrays, scalars = {}, {}
     for index, entry in sd["state"].items():
         for name, value in entry.items():
@@ -115,8 +115,9 @@ def _optimizer_join(arrays, meta):
 
 
 def save_checkpoint(run_dir, model, optimizer, state: dict, name: str = "checkpoint") -> Path:
-    """Write model, optimizer and `state` (JSON-serialisable) as RUN_DIR/<name> (checkpoint, or
-    checkpoint-best for the best evaluation so far), by the same swap of whole folders."""
+    """Write model, optimizer (or its state_dict) and `state` (JSON-serialisable) as
+    RUN_DIR/<name> (checkpoint, or checkpoint-best for the best evaluation so far), by the same
+    swap of whole folders."""
     run_dir = Path(run_dir)
     tmp, final, old = run_dir / f".{name}.tmp", run_dir / name, run_dir / f".{name}.old"
     if tmp.exists():

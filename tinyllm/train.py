@@ -20,8 +20,7 @@ import signal
 import sys
 import threading
 import time
-import typing
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,86 +32,14 @@ from tinyllm import checkpoint as ckpt
 from tinyllm.checkpoint import CheckpointError
 from tinyllm.data.dataset import DataFileError
 from tinyllm.model import GPT, GPTConfig
-
-
-@dataclass
-class TrainConfig:
-    out_dir: str | None = None  # None: runs/tinyllm, or the first free runs/tinyllm-N
-    data: str = "builtin:pydoc"  # a prepared folder, files or folders of text, or builtin:NAME
-    tokenizer: str | None = None  # a saved tokenizer; None trains one with `vocab_size`
-    init_from: str | None = None  # start from this run's weights and tokenizer (init_from.py)
-    batch_size: int = 16
-    grad_accum: int = 1
-    max_steps: int = 2000
-    max_minutes: float | None = None  # plan the step count to fit this wall-clock budget
-    lr: float = 2e-3
-    min_lr: float = 2e-4
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-    eval_interval: int = 250
-    eval_tokens: int | None = 65536  # score the whole split up to this many tokens, else a
-    #                                   seeded sample of windows this large (None: always whole)
-    sample_tokens: int = 80
-    seed: int = 0
-    device: str = "cpu"
-    skip_nonfinite: bool = False  # skip a batch whose loss or gradient is NaN/inf or exploded
-    early_stop: int | None = field(default=None, metadata={
-        "help": "stop after N evaluations without a better validation loss (the best is kept "
-                "in checkpoint-best/)"})
-    progress: bool = True
-    model: dict = field(default_factory=dict)  # GPTConfig fields
-
-    @classmethod
-    def from_dict(cls, d):
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    def check(self):
-        """Raise ValueError naming the first setting that no run can use."""
-        def bad(name, rule):
-            raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
-
-        for name in ("batch_size", "grad_accum", "max_steps", "eval_interval"):
-            if getattr(self, name) < 1:
-                bad(name, "at least 1")
-        for name in ("warmup_steps", "sample_tokens", "seed"):
-            if getattr(self, name) < 0:
-                bad(name, "0 or more")
-        for name in ("eval_tokens", "early_stop"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                bad(name, "at least 1 (or left out)")
-        for name in ("lr", "min_lr", "weight_decay"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                bad(name, "a finite number, 0 or more")
-        for name in ("beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                bad(name, "in [0, 1)")
-        if not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
-            bad("grad_clip", "a finite number above 0")
-        if self.max_minutes is not None and not (math.isfinite(self.max_minutes)
-                                                 and self.max_minutes > 0):
-            bad("max_minutes", "a finite number above 0 (or left out)")
-        if self.device != "cpu" and not self.device.startswith("cuda"):
-            bad("device", "'cpu' or 'cuda' (or 'cuda:N')")
-        return self
-
-
-PRESETS = {
-    # name: (GPTConfig overrides, TrainConfig overrides)
-    "tiny": (dict(vocab_size=512, block_size=64, n_layer=2, n_head=2, n_embd=64),
-             dict(batch_size=16, max_steps=300, lr=3e-3, eval_interval=100)),
-    # Tuned on the built-in corpus for quality in five minutes on 2 cores (2.5-minute runs:
-    # vocab 1024 / lr 2e-3: 1.92 bits per byte; vocab 2048 / lr 3e-3 / dropout 0.1: 1.90).
-    # The corpus is small (~150k tokens), so five minutes is many epochs: dropout pays off.
-    "small": (dict(vocab_size=2048, block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.1),
-              dict(batch_size=16, max_steps=5000, max_minutes=4.5, lr=3e-3, eval_interval=250)),
-    "medium": (dict(vocab_size=4096, block_size=256, n_layer=6, n_head=6, n_embd=384),
-               dict(batch_size=8, max_steps=5000, lr=6e-4, min_lr=6e-5, eval_interval=250)),
-}
-
+from tinyllm.run_folder import DEFAULT_OUT, RunFolderError, load_data, new_run_dir  # noqa: F401
+from tinyllm.train_config import (  # noqa: F401  (also the names users import from here)
+    PRESETS,
+    RESUMABLE,
+    TrainConfig,
+    read_run_config,
+    resume_config,
+)
 
 # The message of the KeyboardInterrupt a deferred Ctrl-C raises: every rank stopped at the same
 # step boundary (so tinyllm.distributed ends the job normally instead of aborting it).
@@ -121,158 +48,6 @@ STOPPED_AT_BOUNDARY = "stopped at a step boundary"
 
 class TrainingDiverged(RuntimeError):
     """The loss or gradient became NaN or infinite (or exploded) at a named step."""
-
-
-class RunFolderError(ValueError):
-    """A run folder that can't be used as asked: an earlier run would be mixed or replaced, or
-    its prepared data no longer matches its configuration."""
-
-
-DEFAULT_OUT = "runs/tinyllm"
-
-
-def _check_types(cls, values: dict, where: str) -> dict:
-    """`values` with each known field of dataclass `cls` of its declared type (an int is a
-    float too; None only where the type allows it), else ValueError naming field and `where`."""
-    hints = typing.get_type_hints(cls)
-    for name, value in values.items():
-        if name not in hints:
-            continue
-        allowed = typing.get_args(hints[name]) or (hints[name],)
-        ok = any(value is None if t is type(None)
-                 else isinstance(value, int | float) and not isinstance(value, bool)
-                 if t is float
-                 else isinstance(value, t) and not (t is int and isinstance(value, bool))
-                 for t in allowed)
-        if not ok:
-            raise ValueError(f"{where}: {name} = {value!r} is not of type {hints[name]}")
-    return values
-
-
-def read_run_config(run_dir) -> dict:
-    """config.json of a run, checked: {"model": GPTConfig fields, "train": TrainConfig fields,
-    ...}. Anything missing, of the wrong type or unknown to GPTConfig is a CheckpointError
-    naming the file; nothing in it is executed or trusted blindly."""
-    path = Path(run_dir) / "config.json"
-    saved = ckpt.read_json(path)
-    try:
-        if not isinstance(saved.get("model"), dict) or not isinstance(saved.get("train"), dict):
-            raise ValueError('needs "model" and "train" objects')
-        _check_types(GPTConfig, saved["model"], "model")
-        _check_types(TrainConfig, saved["train"], "train")
-        if not isinstance(saved["train"].get("model", {}), dict):
-            raise ValueError('"train" "model" must be an object')
-        TrainConfig.from_dict(saved["train"]).check()
-        model = GPTConfig.from_dict(saved["model"])  # its own checks of values and fields
-        if not 0 <= model.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {model.dropout!r}")
-    except (ValueError, TypeError) as err:
-        raise ckpt.CheckpointError(f"{path}: {err}") from None
-    return saved
-
-
-# What a resume may change: how long the run goes on and what it reports and saves, never
-# anything the steps already taken depend on (model, data, batch shape, optimizer, seed).
-RESUMABLE = ("max_steps", "max_minutes", "eval_interval", "eval_tokens", "sample_tokens",
-             "skip_nonfinite", "early_stop", "progress", "device")
-
-
-def resume_config(run_dir, given: dict) -> TrainConfig:
-    """The configuration to resume `run_dir` with: the saved one, changed by the settings in
-    `given` ({field name: value}, TrainConfig or GPTConfig fields, e.g. the flags typed) that
-    a resume can honour (`RESUMABLE`). Any other setting that differs from the run's is refused
-    by name, never silently ignored. A new --max-steps without --max-minutes drops the time
-    budget (the step count wins) and extends or shortens the run (see `Trainer._extend_schedule`)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
-        raise RunFolderError(f"{run_dir}: not a run directory (no config.json)")
-    saved = read_run_config(run_dir)
-    cfg = TrainConfig.from_dict({**saved["train"], "out_dir": str(run_dir)})
-    # Model settings as asked (the vocabulary size asked for, not what the tokenizer reached)
-    model = {**saved.get("model", {}), **saved["train"].get("model", {})}
-    refused = []
-    for name, value in given.items():
-        if name in RESUMABLE or (name == "out_dir" and Path(value) == run_dir):
-            continue
-        old = model.get(name) if name in model else getattr(cfg, name, None)
-        if value != old:
-            refused.append(f"--{name.replace('_', '-')} {value} (the run has {old})")
-    if refused:
-        raise RunFolderError(
-            f"--resume {run_dir} continues the run as it was configured and cannot change "
-            f"{', '.join(refused)}; drop these flags, or start a new run with them (--out NEW)")
-    updates = {k: v for k, v in given.items() if k in RESUMABLE}
-    if "max_steps" in updates and "max_minutes" not in updates:
-        updates["max_minutes"] = None
-    return replace(cfg, **updates)
-
-
-def new_run_dir(out_dir: str | None, log) -> Path:
-    """The folder for a new (not resumed) run. An earlier run is never replaced or mixed in:
-    with no `--out` the first free one of runs/tinyllm, runs/tinyllm-2, runs/tinyllm-3, ... is
-    taken (and named), so the README's commands can run one after another; an `--out` that was
-    given explicitly and already holds something is refused."""
-    if out_dir is None:
-        base = Path(DEFAULT_OUT)
-        candidate, n = base, 1
-        while _occupied(candidate):
-            n += 1
-            candidate = base.with_name(f"{base.name}-{n}")
-        if candidate != base:
-            log(f"{base} holds an earlier run; this run goes to {candidate} "
-                f"(continue that one with --resume {base})")
-        return candidate
-    folder = Path(out_dir)
-    if _occupied(folder):
-        what = "a run" if (folder / "config.json").exists() else "files"
-        raise RunFolderError(
-            f"{folder} already holds {what}; a new run never replaces or mixes with it. Pass "
-            f"--resume {folder} to continue it, or --out NEW_FOLDER for a new run (or delete it)")
-    return folder
-
-
-def _occupied(folder: Path) -> bool:
-    return folder.exists() and (not folder.is_dir() or any(folder.iterdir()))
-
-
-def load_data(cfg: TrainConfig, vocab_size: int, run_dir: Path, log, resume: bool = False):
-    """(tokenizer, train tokens, val tokens, test tokens or None) for `cfg.data`: a prepared
-    folder used as it is, or text prepared into RUN/data. RUN/data is reused only when its
-    recorded provenance (sources, vocabulary size or tokenizer, cleaning) matches `cfg`;
-    otherwise a new run prepares it again, and a resume refuses (its data would change under
-    it). Folders prepared before the test split existed have no test.bin: test is then None."""
-    from tinyllm.data.prepare import prepare
-    from tinyllm.data.prepared import check_prepared, load_prepared, provenance, tokenizer_sha256
-
-    src = Path(cfg.data)
-    if src.is_dir() and (src / "meta.json").exists():  # a folder made by `tinyllm prepare`
-        data = load_prepared(src)
-        if cfg.tokenizer and tokenizer_sha256(cfg.tokenizer) != tokenizer_sha256(data.tokenizer):
-            raise RunFolderError(f"--tokenizer {cfg.tokenizer} is not the tokenizer {src} was "
-                                 "prepared with; prepare the data with it, or leave it out")
-    else:
-        folder = run_dir / "data"
-        try:
-            expected = provenance([cfg.data], vocab_size, cfg.tokenizer)
-        except FileNotFoundError as err:
-            if not resume:
-                raise
-            raise RunFolderError(f"cannot resume {run_dir}: the data its config.json names is "
-                                 f"gone ({err})") from None
-        differences = check_prepared(folder, expected)
-        if differences and resume and (folder / "meta.json").exists():
-            raise RunFolderError(
-                f"cannot resume {run_dir}: its prepared data {folder} no longer matches the run's "
-                f"configuration ({'; '.join(differences)}); start a new run instead")
-        if differences:
-            if folder.exists():
-                log(f"not reusing {folder}: {'; '.join(differences)}")
-            log(f"preparing {cfg.data} (vocab {vocab_size}) into {folder}")
-            prepare(cfg.data, folder, tokenizer=cfg.tokenizer, vocab_size=vocab_size,
-                    progress=cfg.progress)
-        data = load_prepared(folder)
-    test = data.test if len(data.test) else None
-    return data.tokenizer, data.train, data.val, test
 
 
 def param_groups(model, weight_decay):
@@ -484,10 +259,14 @@ class Trainer:
         text = "".join(kept)
         ckpt.atomic_write(path, lambda f: f.write(text), mode="w")
 
-    def save(self):
-        if not self.dist.is_root:
-            return
-        ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, self._state())
+    def save(self, optimizer_state=None, name="checkpoint"):
+        """Write the checkpoint (rank 0). Every rank calls it: under ZeRO-1 the optimizer's
+        state is gathered from all of them (`optimizer_state`: one gathered already)."""
+        if optimizer_state is None:
+            optimizer_state = self.optimizer.state_dict()
+        if self.dist.is_root:
+            ckpt.save_checkpoint(self.run_dir, self.model, optimizer_state, self._state(),
+                                 name=name)
 
     # ---- one optimisation step -------------------------------------------------------------------
     def lr_at(self, step):
@@ -530,7 +309,7 @@ class Trainer:
             total += float(asnumpy(loss.data))
         # Over several ranks: the global batch's loss, gradients averaged, the same everywhere.
         total, _ = self.grads.reduce(total, stop=getattr(self, "_stop_requested", False))
-        norm = optim.clip_grad_norm(self.model.parameters(), c.grad_clip)
+        norm = self.grads.clip_(self.model.parameters(), c.grad_clip)
         # Guessing uniformly costs ln(V) nats; three times that means training has blown up.
         exploded = total > 3 * math.log(self.model_cfg.vocab_size)
         skip = exploded or not (math.isfinite(total) and math.isfinite(norm))
@@ -590,7 +369,14 @@ class Trainer:
         prefix = (prefix or self.eval_split) + "_"
         result = score_tokens(self.model, tokens, batch_size=self.cfg.batch_size,
                               max_tokens=self.cfg.eval_tokens, seed=self.cfg.seed,
-                              tokenizer=self.tok)
+                              tokenizer=self.tok, part=(self.dist.rank, self.dist.size))
+        if self.dist.size > 1:  # each rank scored every N-th window: add up the parts
+            sums = np.array([result.nats, result.tokens, result.bytes or 0, result.windows],
+                            dtype=np.float64)
+            self.dist.allreduce_(sums)
+            result = replace(result, nats=float(sums[0]), tokens=int(sums[1]),
+                             bytes=None if result.bytes is None else int(sums[2]),
+                             windows=int(sums[3]))
         return result.to_dict(prefix)
 
     def sample(self, prompt="\n", max_new_tokens=None, seed=0, **sampling):
@@ -651,10 +437,16 @@ class Trainer:
                 bar.update(1)
                 if self.step % c.eval_interval == 0 or self.step == self.total_steps():
                     evals.append(self._eval_and_save())
-                    if self.dist.bcast(self._early_stop()):  # rank 0 evaluates and decides
+                    if self.dist.bcast(self._early_stop()):  # rank 0 decides for all
                         break
-        except KeyboardInterrupt:
-            if self._interrupted():
+        except KeyboardInterrupt as interrupt:
+            alone = str(interrupt) != STOPPED_AT_BOUNDARY  # not a stop all ranks agreed on
+            if alone and getattr(self.optimizer, "collective", False):
+                # ZeRO-1: saving gathers from every rank, and the others are not saving now.
+                self.log(f"\ninterrupted at step {self.step} on this rank alone: nothing saved; "
+                         f"the last checkpoint is kept. Continue with: tinyllm train --resume "
+                         f"{self.run_dir}")
+            elif self._interrupted():
                 self.save()
                 self.log(f"\ninterrupted at step {self.step}; checkpoint saved. Continue with: "
                          f"tinyllm train --resume {self.run_dir}")
@@ -673,16 +465,17 @@ class Trainer:
             from tinyllm.distributed import check_identical
 
             check_identical(self.dist, self.model, f"at the end of step {self.step}")
-            if not self.dist.is_root:
-                return None  # rank 0 reports
-        last = evals[-1] if evals else self._eval_and_save()
+        last = evals[-1] if evals else self._eval_and_save()  # every rank: it may gather
+        # The test split is scored once, at the end (never used for tuning), by every rank.
+        test = None if self.test_tokens is None else self.evaluate(self.test_tokens, "test")
+        if not self.dist.is_root:
+            return None  # rank 0 reports
         p = self.eval_split + "_"
         summary = {k: v for k, v in last.items() if k.startswith(p)}
         if self.eval_split != "val":
             summary["evaluated_on"] = ("the training split: the corpus has no validation "
                                        "split, so these numbers are not held-out")
-        if self.test_tokens is not None:  # reported once, at the end: never used for tuning
-            test = self.evaluate(self.test_tokens, prefix="test")
+        if test is not None:
             self._metrics({"step": self.step, **test})
             self.log(self._describe(test, "test"))
             summary.update(test)
@@ -742,9 +535,10 @@ class Trainer:
         """Evaluate, print, checkpoint; a new best evaluation also goes to checkpoint-best/
         (written before checkpoint/, so a crash between the two leaves a state that, resumed,
         writes the same best again)."""
+        optimizer_state = self.optimizer.state_dict()  # every rank: ZeRO-1 gathers it
+        metrics = self.evaluate()  # every rank scores its share of the windows
         if not self.dist.is_root:
-            return None  # rank 0 alone evaluates, samples and saves
-        metrics = self.evaluate()
+            return None  # rank 0 alone samples, reports and saves
         sample = self.sample()
         record = {"step": self.step, **metrics, "sample": sample}
         self._metrics(record)
@@ -753,11 +547,10 @@ class Trainer:
         loss = metrics[self.eval_split + "_loss"]
         if self.best is None or loss < self.best["loss"]:
             self.best, self.evals_since_best = {"step": self.step, "loss": loss}, 0
-            ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, self._state(),
-                                 name="checkpoint-best")
+            self.save(optimizer_state, name="checkpoint-best")
         else:
             self.evals_since_best += 1
-        self.save()
+        self.save(optimizer_state)
         return record
 
     def _early_stop(self):

@@ -199,7 +199,7 @@ def _train(args, comm) -> int:
         cfg = config_from_args(args)
         check_train(cfg, cfg.model, trains_tokenizer=cfg.tokenizer is None)
     trainer = setup(comm, Trainer, cfg, resume=bool(args.resume), bucket_mb=args.bucket_mb,
-                    overlap=args.overlap)
+                    overlap=args.overlap, zero=args.zero)
     try:
         summary = trainer.run()
     except TrainingDiverged as err:

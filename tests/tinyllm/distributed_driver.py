@@ -18,7 +18,8 @@ def main():
         cfg = TrainConfig.from_dict(plan["cfg"])
         trainer = distributed.setup(comm, Trainer, cfg, resume=plan.get("resume", False),
                                     bucket_mb=plan.get("bucket_mb", 0.01),
-                                    overlap=plan.get("overlap", True))
+                                    overlap=plan.get("overlap", True),
+                                    zero=plan.get("zero", 0))
         if plan.get("raise_on_rank") == comm.rank:
             step = trainer.train_step
 

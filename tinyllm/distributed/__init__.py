@@ -3,13 +3,14 @@
     mpiexec -n 4 tinyllm train ...            # 4 processes on this machine
     mpiexec -f hosts -n 16 tinyllm train ...  # across machines (MPICH host file)
 
-Every rank holds the whole model and optimizer. Each step all ranks draw the same global batch
-of `--batch-size` rows and each keeps its own slice (`ShardedLoader`); after backward the
-gradients are summed with weights, in a few buckets, while backward is still running
-(`GradientReducer`); then every rank applies the same update to the same weights, so they stay
-identical without ever being sent again. Rank 0 alone writes: logs, evaluations, samples,
-checkpoints, metrics. The result is the model one process would train on the same global batch
-(exactly in arithmetic; in floating point up to the order of the sums).
+Every rank holds the whole model (and, unless `--zero 1` shards it, the whole optimizer). Each
+step all ranks draw the same global batch of `--batch-size` rows and each keeps its own slice
+(`ShardedLoader`); after backward the gradients are summed with weights, in a few buckets,
+while backward is still running (`GradientReducer`); then every rank applies the same update
+to the same weights, so they stay identical without ever being sent again. Evaluation is
+shared (each rank scores every N-th window, the sums are reduced); rank 0 alone writes: logs,
+samples, checkpoints, metrics. The result is the model one process would train on the same
+global batch (exactly in arithmetic; in floating point up to the order of the sums).
 
 How the pieces are wired into tinyllm.train: `connect()` picks the communicator, `setup()`
 builds the trainer on every rank (rank 0 first; the others then open the run it made), and
@@ -51,6 +52,9 @@ def add_flags(parser):
                        help="gradient all-reduce bucket size in MiB (default: 1)")
     group.add_argument("--no-overlap", dest="overlap", action="store_false",
                        help="reduce gradients after backward instead of during it")
+    group.add_argument("--zero", type=int, choices=(0, 1), default=0,
+                       help="1: shard the AdamW state over the ranks (ZeRO stage 1: each rank "
+                            "keeps 1/N of the moments; checkpoints still hold the whole state)")
 
 
 def weights_digest(model) -> str:
@@ -71,14 +75,19 @@ def check_identical(comm, model, when):
     return digests[0]
 
 
-def setup(comm, trainer_class, cfg, resume=False, bucket_mb=1.0, overlap=True):
+def setup(comm, trainer_class, cfg, resume=False, bucket_mb=1.0, overlap=True, zero=0):
     """This rank's trainer (`trainer_class` is tinyllm.train's Trainer). Rank 0 builds it as
     the user asked, making or resuming the run folder; the other ranks then resume that folder
     with rank 0's configuration, quietly and without writing (the folder must be on a file
     system every rank sees). Rank 0's weights are broadcast and checked by hash, each rank's
-    loader takes its slice of the global batch, and a GradientReducer averages the gradients."""
+    loader takes its slice of the global batch, and a GradientReducer averages the gradients
+    (with `zero=1`, ShardedGradients and ShardedAdamW: see tinyllm.distributed.zero)."""
     if comm.size == 1:
-        return trainer_class(cfg, resume=resume)
+        trainer = trainer_class(cfg, resume=resume)
+        if zero:
+            trainer.log("note: --zero 1 shards the optimizer over MPI ranks; in one process "
+                        "there is nothing to shard (start it with mpiexec -n N)")
+        return trainer
     from dataclasses import asdict, replace
 
     if comm.is_root:
@@ -93,15 +102,29 @@ def setup(comm, trainer_class, cfg, resume=False, bucket_mb=1.0, overlap=True):
     check_identical(comm, trainer.model, "after the broadcast of rank 0's weights")
     sharded = ShardedLoader(trainer.train_loader, comm.rank, comm.size)
     trainer.train_loader = sharded
-    dropout = trainer.model_cfg.dropout > 0
-    trainer.grads = GradientReducer(
-        trainer.model.parameters(), comm, sharded.weight, bucket_bytes=int(bucket_mb * (1 << 20)),
-        overlap=overlap, dropout_rng=trainer.model.rng if dropout else None, seed=trainer.cfg.seed)
+    dropout_rng = trainer.model.rng if trainer.model_cfg.dropout > 0 else None
+    if zero:
+        from tinyllm.distributed.zero import ShardedAdamW, ShardedGradients
+        from tinyllm.train import param_groups
+
+        trainer.grads = ShardedGradients(trainer.model.parameters(), comm, sharded.weight,
+                                         dropout_rng=dropout_rng, seed=trainer.cfg.seed)
+        c = trainer.cfg
+        sharded_adamw = ShardedAdamW(param_groups(trainer.model, c.weight_decay), trainer.grads,
+                                     comm, lr=c.lr, betas=(c.beta1, c.beta2))
+        sharded_adamw.load_state_dict(trainer.optimizer.state_dict())  # this rank's shard
+        trainer.optimizer = sharded_adamw
+        how = f"ZeRO-1: AdamW state sharded, {trainer.grads.shard.size:,} values a rank"
+    else:
+        trainer.grads = GradientReducer(
+            trainer.model.parameters(), comm, sharded.weight,
+            bucket_bytes=int(bucket_mb * (1 << 20)), overlap=overlap, dropout_rng=dropout_rng,
+            seed=trainer.cfg.seed)
+        how = (f"{len(trainer.grads.buckets)} gradient buckets"
+               + (", reduced during backward" if overlap else ""))
     if comm.is_root:
         trainer.log(f"data-parallel: {comm.size} ranks over {comm.name}; global batch "
-                    f"{trainer.cfg.batch_size} ({len(sharded.rows)} rows on rank 0), "
-                    f"{len(trainer.grads.buckets)} gradient buckets"
-                    + (", reduced during backward" if overlap else ""))
+                    f"{trainer.cfg.batch_size} ({len(sharded.rows)} rows on rank 0), {how}")
     return trainer
 
 

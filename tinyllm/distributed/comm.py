@@ -6,6 +6,8 @@ interface has:
     broadcast_(array)        every rank gets rank 0's values, in place
     allreduce_(array)        every rank gets the element-wise sum over the ranks, in place
     iallreduce_(array)       the same, started now and finished by `request.wait()`
+    reduce_scatter_(a, s)    rank r gets block r of the element-wise sum of `a` in `s` (ZeRO-1)
+    allgather_(array)        every rank gets every rank's block r of `array`, in place (ZeRO-1)
     bcast(obj)               a small Python value (a path, a decision) from rank 0
     allgather(obj)           a small Python value from every rank, as a list
     abort(code)              end every rank of the job now
@@ -23,6 +25,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
+
+from autograd.backend import asnumpy, get_array_module, is_cupy_array
 
 INSTALL_HINT = ('data-parallel training needs mpi4py and an MPI library: pip install "tinyllm[mpi]" '
                 '(or pip install ".[mpi]" in a checkout), which brings mpi4py and the mpich wheel')
@@ -67,6 +72,13 @@ class SingleProcess:
     def iallreduce_(self, array):
         return _Done()
 
+    def reduce_scatter_(self, array, shard):
+        shard[...] = array
+        return shard
+
+    def allgather_(self, array):
+        return array
+
     def bcast(self, obj):
         return obj
 
@@ -81,8 +93,9 @@ class SingleProcess:
 
 
 class MPIComm(SingleProcess):
-    """MPI.COMM_WORLD through mpi4py. Arrays are NumPy (host memory): MPI reads and writes
-    them in place through the buffer protocol, with no pickling."""
+    """MPI.COMM_WORLD through mpi4py. MPI reads and writes NumPy arrays in place through the
+    buffer protocol, with no pickling; CuPy arrays are staged through host memory (so ranks can
+    share one GPU, or use GPUs without NCCL, at the price of two copies per collective)."""
 
     def __init__(self):
         try:
@@ -96,15 +109,30 @@ class MPIComm(SingleProcess):
         self.name = "MPI (" + " ".join(MPI.Get_library_version().split()[:3]) + ")"
 
     def broadcast_(self, array):
-        self.world.Bcast(_host(array), root=0)
+        with _on_host(array) as (host,):
+            self.world.Bcast(host, root=0)
         return array
 
     def allreduce_(self, array):
-        self.world.Allreduce(self.MPI.IN_PLACE, _host(array), op=self.MPI.SUM)
+        with _on_host(array) as (host,):
+            self.world.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
         return array
 
     def iallreduce_(self, array):
-        return self.world.Iallreduce(self.MPI.IN_PLACE, _host(array), op=self.MPI.SUM)
+        if is_cupy_array(array):  # staged through host memory: done at once, nothing overlaps
+            self.allreduce_(array)
+            return _Done()
+        return self.world.Iallreduce(self.MPI.IN_PLACE, array, op=self.MPI.SUM)
+
+    def reduce_scatter_(self, array, shard):
+        with _on_host(array, shard) as (host, host_shard):
+            self.world.Reduce_scatter_block(host, host_shard, op=self.MPI.SUM)
+        return shard
+
+    def allgather_(self, array):
+        with _on_host(array) as (host,):
+            self.world.Allgather(self.MPI.IN_PLACE, host)  # rank r's block in place
+        return array
 
     def bcast(self, obj):
         return self.world.bcast(obj, root=0)
@@ -186,14 +214,30 @@ class NCCLComm(MPIComm):
         self.iallreduce_(array)
         return array
 
+    def reduce_scatter_(self, array, shard):
+        ptr, _, dtype, stream = self._args(array)
+        self.nccl_comm.reduceScatter(ptr, self._args(shard)[0], shard.size, dtype,
+                                     self.nccl.NCCL_SUM, stream.ptr)
+        return shard
 
-def _host(array):
-    """The array itself when MPI can read it in place; CuPy arrays on plain MPI are refused
-    (use --distributed nccl, or a CUDA-aware MPI)."""
-    if type(array).__module__.startswith("cupy"):
-        raise TypeError("MPI collectives here take host (NumPy) arrays; for GPUs use "
-                        "--distributed nccl")
-    return array
+    def allgather_(self, array):
+        ptr, n, dtype, stream = self._args(array)
+        block = n // self.size  # in place: rank r sends the block it already holds
+        mine = ptr + self.rank * block * array.dtype.itemsize
+        self.nccl_comm.allGather(mine, ptr, block, dtype, stream.ptr)
+        return array
+
+
+@contextmanager
+def _on_host(*arrays):
+    """Arrays MPI can read and write in place: NumPy arrays themselves; for CuPy arrays (GPU
+    ranks under `--distributed mpi`, e.g. two ranks sharing one GPU) host copies, copied back
+    to the device afterwards. That round trip through host memory is what NCCL avoids."""
+    hosts = [asnumpy(a) if is_cupy_array(a) else a for a in arrays]
+    yield hosts
+    for array, host in zip(arrays, hosts):
+        if host is not array:
+            array[...] = get_array_module(array).asarray(host)
 
 
 def _local_rank(world):

@@ -39,8 +39,14 @@ class LocalGradients:
     def stop_agreed(self, requested):
         return requested
 
+    def clip_(self, params, max_norm):
+        """Clip the gradients' global norm to `max_norm`; returns the norm before."""
+        from autograd.optim import clip_grad_norm
 
-class GradientReducer:
+        return clip_grad_norm(params, max_norm)
+
+
+class GradientReducer(LocalGradients):
     """Sum-reduce the weighted gradients of `params` over `comm`, bucket by bucket.
 
     The training loop calls `before_backward(step, micro, n_micro)` before each micro-batch's
@@ -48,7 +54,7 @@ class GradientReducer:
     is a view of the reduced buffer, identical on every rank."""
 
     def __init__(self, params, comm, weight, bucket_bytes=1 << 20, overlap=True,
-                 dropout_rng=None, seed=0):
+                 dropout_rng=None, seed=0, pad_to=1):
         self.params, self.comm, self.weight = list(params), comm, float(weight)
         self.size = comm.size
         self.overlap = overlap
@@ -58,6 +64,7 @@ class GradientReducer:
             raise ValueError(f"one gradient buffer needs one dtype, the parameters have {dtypes}")
         xp = get_array_module(self.params[0].data)
         total = sum(p.size for p in self.params)
+        total += -total % pad_to  # zeros at the end, so that the buffer splits into equal shards
         self.buffer = xp.zeros(total, dtype=self.params[0].dtype)
         # Offsets in reverse definition order: the first bucket holds the last parameters.
         self.slices, self.buckets, offset = {}, [], 0

@@ -132,7 +132,8 @@ def _nats_per_position(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def score_tokens(model, tokens, *, block_size: int | None = None, stride: int | None = None,
                  batch_size: int = 8, max_tokens: int | None = None, seed: int = 0,
-                 tokenizer=None, num_bytes: int | None = None, progress=None) -> PerplexityResult:
+                 tokenizer=None, num_bytes: int | None = None, progress=None,
+                 part: tuple[int, int] = (0, 1)) -> PerplexityResult:
     """Score `tokens` (a 1-D integer array, e.g. a memory-mapped val.bin) with `model`.
 
     block_size: window length (default: the model's). stride: see the module docstring.
@@ -140,7 +141,9 @@ def score_tokens(model, tokens, *, block_size: int | None = None, stride: int | 
     when the array has more tokens than this (None: always the whole array). tokenizer: counts
     the bytes of exactly the scored tokens, for bits per byte; or pass `num_bytes`, the byte
     count of exactly the scored text, when you know it. progress: called with the number of
-    windows done after each batch. The model is put in eval mode (no dropout) and restored.
+    windows done after each batch. part=(k, n): score only every n-th window from the k-th,
+    one of n disjoint parts whose totals add up to the whole (data-parallel ranks share an
+    evaluation so). The model is put in eval mode (no dropout) and restored.
     """
     tokens = np.asarray(tokens)
     if tokens.ndim != 1:
@@ -155,6 +158,7 @@ def score_tokens(model, tokens, *, block_size: int | None = None, stride: int | 
     sampled = max_tokens is not None and total > max_tokens
     if sampled:
         spans = _sample(spans, max_tokens, seed)
+    spans = spans[part[0]::part[1]]
     lengths = token_byte_lengths(tokenizer) if tokenizer is not None else None
 
     nats, scored, scored_bytes = 0.0, 0, 0
