@@ -142,21 +142,25 @@ class LayerNorm(Function):
         # threads), added up at the end.
         want_gamma, want_beta = need[1], len(need) > 2 and need[2]
         partial = xp.zeros((2, len(blocks), g2.shape[1]), dtype=g.dtype)
-        mean_of_row = _row_mean_vector(g2, xp)
+        # mean(gh) = g @ (gamma / n) and mean(gh * xhat) = (g * xhat) @ (gamma / n): the product
+        # g * xhat made for dgamma serves dx too, and gh = g * gamma is made only once, as dx.
+        gamma_mean = (gamma / max(g2.shape[1], 1)).reshape(-1, 1)
 
         def block(i):
             blk = blocks[i]
             gb, xh = g2[blk], xhat[blk]
+            g_xh = gb * xh
             if want_gamma:
-                (gb * xh).sum(axis=0, out=partial[0, i])
+                g_xh.sum(axis=0, out=partial[0, i])
             if want_beta:
                 gb.sum(axis=0, out=partial[1, i])
             if gx is not None:
-                gh = gb * gamma
                 out = gx[blk]
-                xp.subtract(gh, gh @ mean_of_row, out=out)
-                gh *= xh
-                out -= xh * (gh @ mean_of_row)
+                xp.multiply(gb, gamma, out=out)
+                out -= gb @ gamma_mean
+                xh_term = g_xh @ gamma_mean
+                xh_term = xh * xh_term
+                out -= xh_term
                 out *= rstd[blk]
 
         run_blocks(block, list(range(len(blocks))))
