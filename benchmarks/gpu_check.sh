@@ -8,7 +8,7 @@ out="${OUT:-gpu-check}"
 mkdir -p "$out"
 log="$out/log.txt"
 python3 -c "import cupy" 2>/dev/null || python3 -m pip install -q cupy-cuda12x 2>&1 | tail -2
-python3 -m pip install -q -e ".[test]" 2>&1 | tail -2
+python3 -m pip install -q -e ".[test,mpi]" 2>&1 | tail -2  # mpi: the NCCL and shared-GPU tests
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$log"
 python3 -m pytest -m gpu -q -p no:warnings 2>&1 | tail -15 | tee -a "$log"
 compare=""

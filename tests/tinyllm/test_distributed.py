@@ -331,6 +331,44 @@ def test_mpi_collectives_stage_device_arrays_through_the_host():
         assert result["on_device"]
 
 
+NCCL_ONE_RANK = """
+import cupy, numpy as np
+from tinyllm.distributed import NCCLComm
+
+comm = NCCLComm(cupy)
+a = cupy.arange(8, dtype=cupy.float32)
+comm.allreduce_(a)
+comm.broadcast_(a)
+shard = cupy.zeros(8, dtype=cupy.float32)
+comm.reduce_scatter_(a, shard)
+comm.allgather_(a)
+cupy.cuda.get_current_stream().synchronize()
+assert (a.get() == np.arange(8)).all() and (shard.get() == np.arange(8)).all()
+print("nccl ok", comm.name)
+"""
+
+
+@pytest.mark.gpu
+@pytest.mark.mpi
+def test_nccl_one_rank_on_a_real_gpu():
+    """Where a GPU is lent: every NCCL collective on a one-rank communicator (all one GPU
+    allows) leaves device arrays as they are."""
+    assert "nccl ok" in launch(1, ["-c", NCCL_ONE_RANK]).stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.mpi
+@needs_mpiexec
+@pytest.mark.parametrize("zero", [0, 1])
+def test_two_ranks_sharing_a_gpu_train_one_process_model(data, tmp_path, zero):
+    """Where a GPU is lent: two MPI ranks on one GPU, reducing through host memory, train the
+    model of one process on that GPU (float32; the key bias is noise, see above: 1e-5)."""
+    drive(2, {"cfg": cfg(data, tmp_path / "two", "float32", device="cuda"),
+              "distributed": "mpi", "zero": zero})
+    drive(1, {"cfg": cfg(data, tmp_path / "one", "float32", device="cuda")})
+    assert max_diff(weights(tmp_path / "one"), weights(tmp_path / "two")) < 1e-5
+
+
 class RecordingComm:
     """A stand-in rank for GradientReducer without MPI: it records what would be summed, and
     the test sums the ranks' buffers itself (so the ranks can run one after the other)."""
