@@ -1,11 +1,14 @@
 """Where the time of one transformer block goes: forward and backward, split by op.
 
     python benchmarks/profile_block.py [--iters 10] [--warmup 3] [--threads N] [--compare torch]
+    python benchmarks/profile_block.py --step S --compare torch     # a whole training step
 
 One GPT-2 block (ln_1, attention (c_attn, the fused q/k/v attention, c_proj), residual, ln_2,
 MLP (c_fc, GELU, c_proj), residual) at the size of config M: batch 8, time 256, width 384, 6
 heads, float32. Each framework runs in a process of its own (ours first), pinned to --threads,
-so neither one's idle threads spin against the other. Prints one JSON line:
+so neither one's idle threads spin against the other. With --step S|M, the whole training step
+of that bench_train.py config instead (forward, backward, clipping and AdamW, by op; its
+optimizer_ms apart). Prints one JSON line:
 
     forward_ms, backward_ms    median time of the block's forward and of its backward, measured
                                with no instrumentation at all
@@ -235,8 +238,50 @@ def torch_ops(forward, backward, reset, iters):
     return dict(sorted(rows.items(), key=lambda kv: -kv[1]["self_ms"]))
 
 
+def worker_step(args):
+    """--step S|M: the whole training step of bench_train.py's config (forward, backward, clip,
+    AdamW), its clean timings (medians) and its per-op profile, in this process alone."""
+    from bench_train import CONFIGS, ours, theirs
+
+    cfg = CONFIGS[args.step]
+    if args.worker == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+        step = theirs(cfg, "cpu")
+    else:
+        step = ours(cfg, "cpu")[0]
+    for _ in range(args.warmup):
+        step()
+    runs = [step() for _ in range(args.iters)]
+    clean = [statistics.median(r[i] for r in runs) for i in range(3)]
+    result = {"forward_ms": ms(clean[0]), "backward_ms": ms(clean[1]),
+              "optimizer_ms": ms(clean[2]), "total_ms": ms(sum(clean))}
+    if args.worker == "torch":
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(args.iters):
+                step()
+        rows = {e.key: {"self_ms": round(e.self_cpu_time_total / 1e3 / args.iters, 3),
+                        "calls": e.count // args.iters}
+                for e in prof.key_averages() if e.self_cpu_time_total > 0}
+        result["ops"] = dict(sorted(rows.items(), key=lambda kv: -kv[1]["self_ms"]))
+    else:
+        timer = OpTimer()
+        with timer:
+            timed = [step() for _ in range(args.iters)]
+        ops = timer.per_iteration(args.iters)
+        total = statistics.mean(sum(t[:2]) for t in timed) * 1e3
+        inside = sum(r["forward_ms"] + r["backward_ms"] for r in ops.values())
+        result.update({"ops": ops, "engine_overhead_ms": round(total - inside, 3)})
+    print(json.dumps(result))
+
+
 def worker(args):
     """One framework alone in this process: the block's clean timings and its per-op profile."""
+    if args.step:
+        return worker_step(args)
     block, x, grad, step = build_ours()
     if args.worker == "torch":
         import torch
@@ -276,6 +321,8 @@ def run_worker(args, framework):
         bound_blas_spin(env)
     cmd = [sys.executable, __file__, "--iters", str(args.iters), "--warmup", str(args.warmup),
            "--threads", str(args.threads), "--worker", framework]
+    if args.step:
+        cmd += ["--step", args.step]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"the {framework} worker failed:\n{out.stderr}")
@@ -289,6 +336,9 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads of each framework (BLAS, OpenMP, torch.set_num_threads)")
     parser.add_argument("--compare", choices=["torch"], default=None)
+    parser.add_argument("--step", choices=["S", "M"], default=None,
+                        help="profile the whole training step of this bench_train.py config "
+                             "(forward, backward, clipping, AdamW) instead of one M block")
     parser.add_argument("--worker", choices=["ours", "torch"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -297,8 +347,9 @@ def main():
     # Each framework in a process of its own, ours first: in one process, one library's idle
     # worker threads spin on the cores the other needs, and both come out slower.
     ours = run_worker(args, "ours")
+    shape = {"step": args.step} if args.step else SHAPE
     result = {
-        "benchmark": "profile_block", **SHAPE, "dtype": "float32", "threads": args.threads,
+        "benchmark": "profile_block", **shape, "dtype": "float32", "threads": args.threads,
         "iters": args.iters, "warmup": args.warmup, "load_average": round(os.getloadavg()[0], 2),
         "method": "each framework in its own process; clean timings are medians, the per-op "
                   "tables means of profiled iterations",
