@@ -130,16 +130,37 @@ def compile_pattern(source: str) -> regex.Pattern:
     return regex.compile(source)
 
 
+def split_keeping_gaps(pattern: regex.Pattern):
+    """``split(text)``: the pattern's matches, and every stretch of text between them that it
+    does not match as a chunk of its own. The named patterns match every character, so for them
+    this is ``findall``; a custom pattern that misses some (digits, say) would otherwise make
+    `encode` drop them without a word, and decode(encode(text)) would not give the text back."""
+    def split(text: str) -> list[str]:
+        chunks, end = [], 0
+        for match in pattern.finditer(text):
+            if match.start() > end:
+                chunks.append(text[end:match.start()])
+            if match.end() > match.start():
+                chunks.append(match.group())
+            end = match.end()
+        if end < len(text):
+            chunks.append(text[end:])
+        return chunks
+
+    return split
+
+
 def make_split(source: str):
-    """Return ``split(text) -> list of chunks`` for a pattern source.
+    """Return ``split(text) -> list of chunks`` for a pattern source; the chunks always join
+    back into the text.
 
     For the named patterns it uses the ASCII twin (standard `re`) when the text is ASCII, else
-    the published pattern; for a custom pattern, always the pattern itself.
+    the published pattern; for a custom pattern, the pattern itself, keeping what it misses.
     """
     name = resolve_pattern(source)[0]
     findall = regex.compile(source).findall
     if name not in ASCII_PATTERNS:
-        return findall
+        return split_keeping_gaps(regex.compile(source))
     ascii_findall = re.compile(ASCII_PATTERNS[name], re.ASCII).findall
 
     def split(text: str) -> list[str]:

@@ -43,7 +43,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .patterns import compile_pattern, make_split_long, resolve_pattern, special_token_pattern
+from .patterns import (
+    compile_pattern,
+    make_split_long,
+    resolve_pattern,
+    special_token_pattern,
+    split_keeping_gaps,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,11 +196,11 @@ def train_reference(text_or_iterable, vocab_size: int, pattern: str = "gpt4",
     large texts (every round reads everything); use `train_bpe` for real work.
     Returns the merges ``{(id_a, id_b): new_id}`` in merge order.
     """
-    findall = compile_pattern(resolve_pattern(pattern)[1]).findall
+    split = split_keeping_gaps(compile_pattern(resolve_pattern(pattern)[1]))
     ids = [
         list(utf8(chunk))
         for piece in iter_pieces(iter_texts(text_or_iterable), special_tokens)
-        for chunk in findall(piece)
+        for chunk in split(piece)
     ]
     merges: dict[tuple[int, int], int] = {}
     for k in range(number_of_merges(vocab_size, special_tokens)):
