@@ -101,6 +101,10 @@ def run(size, ranks, threads, overlap, steps, warmup, zero=0):
             "distributed": "mpi" if ranks > 1 else "off"}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+    sys.path.insert(0, str(ROOT))
+    from tinyllm.blas_spin import bound_blas_spin
+
+    bound_blas_spin(env)  # as the `tinyllm` command runs (and so the element-wise pool is on)
     cmd = [sys.executable, __file__, "--worker", json.dumps(plan)]
     if ranks > 1:
         mpiexec = shutil.which("mpiexec") or str(Path(sys.executable).parent / "mpiexec")
