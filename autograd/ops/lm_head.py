@@ -73,15 +73,17 @@ class LMHeadCrossEntropy(Function):
         for lo in range(0, rows_x.shape[0], step):
             xr, tr, kr = rows_x[lo:lo + step], safe_t[lo:lo + step], kept[lo:lo + step]
             logits = xr @ weight.T
-            p, lse = stable_softmax(logits, axis=-1)  # p overwrites logits' role: one (r, V) array
             picked = xp.arange(xr.shape[0])
-            per_row = -(1.0 - s) * (logits[picked, tr] - lse[:, 0])
+            per_row = -(1.0 - s) * logits[picked, tr]  # read before the softmax overwrites them
             if s:
-                per_row -= s * (logits.mean(axis=-1) - lse[:, 0])
+                per_row -= s * logits.mean(axis=-1)
+            # In place: the logits become the probabilities, then the chunk's gradient, all in
+            # one (rows, V) array.
+            p, lse = stable_softmax(logits, axis=-1, inplace=True)
+            per_row += lse[:, 0]  # -(1 - s)(z_t - lse) - s (mean z - lse)
             total += (per_row * kr).sum()
             if not grads:
                 continue
-            del logits  # the chunk's gradient is built in p's memory
             if s:
                 p -= s / V
             p[picked, tr] -= 1.0 - s
