@@ -12,7 +12,7 @@ import math
 from autograd.backend import flat_blocks, get_array_module
 from autograd.function import Function
 from autograd.grad_mode import is_grad_enabled
-from autograd.parallel import run_blocks
+from autograd.parallel import binary, run_blocks
 
 
 class Add(Function):
@@ -22,7 +22,7 @@ class Add(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        return a + b
+        return binary(get_array_module(a).add, a, b)  # a residual add: on two threads
 
     @staticmethod
     def backward(ctx, g):
@@ -324,7 +324,7 @@ class Gelu(Function):
     @staticmethod
     def backward(ctx, g):
         (deriv,) = ctx.saved
-        return g * deriv.reshape(g.shape)
+        return binary(get_array_module(g).multiply, g, deriv.reshape(g.shape))
 
 
 class Silu(Function):

@@ -39,9 +39,16 @@ class Linear(Function):
                 f"linear: input has {x.shape[-1]} features but the weight of shape "
                 f"{tuple(w.shape)} expects {w.shape[0]} (weights are stored (in, out))"
             )
-        out = _rows(x) @ w
-        if b is not None:
-            out += b
+        x2 = _rows(x)
+        if b is not None and w.shape[1] > w.shape[0] and not is_cupy_array(x):
+            # x @ w + b = [x, 1] @ [w; b]: the bias rides in the matrix product as one more
+            # row of the weight. Copying x (rows x in) costs less than a pass adding b over the
+            # wider output (rows x out): at config S's q/k/v and MLP layers, 10-15% of the layer.
+            out = _ones_column(x2) @ _with_row(w, b)
+        else:
+            out = x2 @ w
+            if b is not None:
+                out += b
         ctx.save_for_backward(x, w)
         return out.reshape(*x.shape[:-1], w.shape[1])
 
@@ -52,8 +59,30 @@ class Linear(Function):
         g2 = _rows(g)
         gx = (g2 @ w.T).reshape(x.shape) if need[0] else None
         gw = _rows(x).T @ g2 if need[1] else None
-        gb = g2.sum(axis=0) if len(need) > 2 and need[2] else None
+        gb = column_sums(g2) if len(need) > 2 and need[2] else None
         return (gx, gw, gb) if len(need) > 2 else (gx, gw)
+
+
+def column_sums(a):
+    """The sum over the rows of a 2-D array, as a vector-matrix product with a row of ones: the
+    BLAS does it 2-4x faster than NumPy's sum over axis 0 (which adds row after row)."""
+    xp = get_array_module(a)
+    return xp.ones(a.shape[0], dtype=a.dtype) @ a
+
+
+def _ones_column(x2):
+    """[x2, 1]: x2 (rows, n) with a column of ones appended."""
+    xp = get_array_module(x2)
+    out = xp.empty((x2.shape[0], x2.shape[1] + 1), dtype=x2.dtype)
+    out[:, :-1] = x2
+    out[:, -1] = 1
+    return out
+
+
+def _with_row(w, b):
+    """[w; b]: w (n, m) with the row b (m,) appended."""
+    xp = get_array_module(w)
+    return xp.concatenate([w, b.reshape(1, -1)], axis=0)
 
 
 class Embedding(Function):
@@ -114,14 +143,15 @@ class LayerNorm(Function):
         mean_of_row = _row_mean_vector(x2, xp)
 
         def block(blk):
-            xb, xh, o, r = x2[blk], xhat[blk], out[blk], rstd[blk]
+            xb, xh, r = x2[blk], xhat[blk], rstd[blk]
             xp.subtract(xb, xb @ mean_of_row, out=xh)
-            xp.multiply(xh, xh, out=o)  # o is free until the end: it holds (x - mean)^2
-            xp.matmul(o, mean_of_row, out=r)
+            r[:, 0] = _row_dots(xh, xp)  # sum of (x - mean)^2 per row, no squared array
+            r *= mean_of_row[0, 0]
             r += eps
             xp.sqrt(r, out=r)
             xp.divide(1.0, r, out=r)
             xh *= r
+            o = out[blk]
             xp.multiply(xh, gamma, out=o)
             if beta is not None:
                 o += beta
@@ -151,9 +181,9 @@ class LayerNorm(Function):
             gb, xh = g2[blk], xhat[blk]
             g_xh = gb * xh
             if want_gamma:
-                g_xh.sum(axis=0, out=partial[0, i])
+                partial[0, i] = column_sums(g_xh)
             if want_beta:
-                gb.sum(axis=0, out=partial[1, i])
+                partial[1, i] = column_sums(gb)
             if gx is not None:
                 out = gx[blk]
                 xp.multiply(gb, gamma, out=out)
@@ -175,6 +205,12 @@ def _row_mean_vector(x2, xp):
     product (NumPy's own mean over a short last axis is several times slower)."""
     n = x2.shape[1]
     return xp.full((n, 1), 1.0 / max(n, 1), dtype=x2.dtype)
+
+
+def _row_dots(a, xp):
+    """The dot product of each row of a 2-D array with itself, without making a * a."""
+    vecdot = getattr(xp, "vecdot", None)  # NumPy 2
+    return vecdot(a, a) if vecdot is not None else xp.einsum("ij,ij->i", a, a)
 
 
 def _row_blocks(x2, xp):
