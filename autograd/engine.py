@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from autograd.backend import NUMPY_1_PROMOTES_0D, get_array_module
 from autograd.function import backward_hooks, fix_0d_promotion, unbroadcast
-from autograd.parallel import binary
 
 
 def topological_order(root, constants=False, stop_at_freed=False):
@@ -107,7 +106,7 @@ def iter_backward(root, grad=None, retain_graph=False):
                 continue
             key = id(inp)
             if key in grads:
-                grads[key] = binary(xp.add, grads[key], ig)  # the residual stream: two threads
+                grads[key] = grads[key] + ig
             else:
                 owned.mark_seen(ig)
                 grads[key] = ig

@@ -90,15 +90,16 @@ def run_blocks(work, blocks, uses_blas=False) -> None:
             set_threads(before)
 
 
-# Below this many elements a binary op runs on the calling thread: handing half of it to the
-# pool costs some 20 us, about what one core needs for 2**16 elements.
-BINARY_MIN_ELEMENTS = 1 << 17
+# Below this many elements a binary op runs on the calling thread: waking a pool thread costs
+# tens of microseconds, and at config S a residual add (2**18 elements) measured slower on two
+# threads than on one (1.9 -> 3.7 ms a step), GELU's backward (2**20) faster (2.9 -> 2.4 ms).
+BINARY_MIN_ELEMENTS = 1 << 19
 
 
 def binary(ufunc, a, b):
     """`ufunc(a, b)` (np.add, np.multiply...) for two NumPy arrays of one shape and dtype, cut
     into one contiguous part per thread. Such a pass reads two arrays and writes a third, mostly
-    outside the cache (a residual add, a gradient times a saved derivative), and one core does
+    outside the cache (a gradient times a saved derivative), and one core does
     not saturate the memory: two threads make it ~1.5x faster. Anything else (broadcasting,
     small or strided arrays, CuPy, one thread) is just `ufunc(a, b)`."""
     n = num_threads()

@@ -22,7 +22,7 @@ class Add(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        return binary(get_array_module(a).add, a, b)  # a residual add: on two threads
+        return a + b
 
     @staticmethod
     def backward(ctx, g):
