@@ -101,7 +101,8 @@ def run(size, ranks, threads, overlap, steps, warmup, zero=0):
             "distributed": "mpi" if ranks > 1 else "off"}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
-    sys.path.insert(0, str(ROOT))
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     from tinyllm.blas_spin import bound_blas_spin
 
     bound_blas_spin(env)  # as the `tinyllm` command runs (and so the element-wise pool is on)

@@ -54,7 +54,9 @@ def add_flags(parser):
                        help="reduce gradients after backward instead of during it")
     group.add_argument("--zero", type=int, choices=(0, 1), default=0,
                        help="1: shard the AdamW state over the ranks (ZeRO stage 1: each rank "
-                            "keeps 1/N of the moments; checkpoints still hold the whole state)")
+                            "keeps 1/N of the moments; checkpoints still hold the whole state). "
+                            "The gradients are then reduce-scattered after backward in one "
+                            "piece: --bucket-mb and overlap do not apply")
 
 
 def weights_digest(model) -> str:

@@ -134,8 +134,15 @@ def split_keeping_gaps(pattern: regex.Pattern):
     """``split(text)``: the pattern's matches, and every stretch of text between them that it
     does not match as a chunk of its own. The named patterns match every character, so for them
     this is ``findall``; a custom pattern that misses some (digits, say) would otherwise make
-    `encode` drop them without a word, and decode(encode(text)) would not give the text back."""
+    `encode` drop them without a word, and decode(encode(text)) would not give the text back.
+    `findall` (in C) stays the fast path: the slow walk over the matches runs only when the
+    matches do not add up to the whole text."""
+    findall = pattern.findall
+
     def split(text: str) -> list[str]:
+        chunks = findall(text)
+        if (not chunks or isinstance(chunks[0], str)) and sum(map(len, chunks)) == len(text):
+            return chunks  # every character matched
         chunks, end = [], 0
         for match in pattern.finditer(text):
             if match.start() > end:
@@ -158,9 +165,9 @@ def make_split(source: str):
     the published pattern; for a custom pattern, the pattern itself, keeping what it misses.
     """
     name = resolve_pattern(source)[0]
-    findall = regex.compile(source).findall
     if name not in ASCII_PATTERNS:
         return split_keeping_gaps(regex.compile(source))
+    findall = regex.compile(source).findall
     ascii_findall = re.compile(ASCII_PATTERNS[name], re.ASCII).findall
 
     def split(text: str) -> list[str]:
