@@ -80,10 +80,12 @@ def causal_forward(qs, k, v, out, keep=None, drop_scale=1.0):
             st -= st.max(axis=-2, keepdims=True)  # every query sees its own key: finite
             xp.exp(st, out=st)
             st *= 1 / st.sum(axis=-2, keepdims=True)
-            if keep is not None:
+            if keep is not None:  # dropped, on a copy: the backward needs the probabilities
                 st = st * xp.swapaxes(keep[bb, :, i0:i1, :keys], -1, -2)
-                st *= drop_scale
-            xp.matmul(xp.swapaxes(st, -1, -2), v[bb, :, :keys], out=out[bb, :, i0:i1])
+            o = out[bb, :, i0:i1]
+            xp.matmul(xp.swapaxes(st, -1, -2), v[bb, :, :keys], out=o)
+            if keep is not None and drop_scale != 1.0:
+                o *= drop_scale  # on the (queries, dv) result: smaller than the scores
 
     run_blocks(block, _batch_blocks(N, widest, is_cupy_array(qs)), uses_blas=True)
     return tiles, probs
@@ -103,13 +105,12 @@ def causal_backward(g, qs, k, v, tiles, probs, gq, gk, gv, scale, keep=None, dro
         # The last tile sees every key: it writes dk and dv, the earlier tiles add to them.
         for first, ((i0, i1, keys), p) in enumerate(reversed(list(zip(tiles, probs)))):
             a, gt = p[bb], g[bb, :, i0:i1]
-            kt = None if keep is None else xp.swapaxes(keep[bb, :, i0:i1, :keys], -1, -2)
-            ad = a if kt is None else a * kt * drop_scale
-            ds = v[bb, :, :keys] @ xp.swapaxes(gt, -1, -2)  # dP, then dA, then dS, in place
-            if kt is not None:
-                ds *= kt
-                ds *= drop_scale
-            ds *= a
+            ad = a  # the probabilities as dropped (before the scale)
+            if keep is not None:
+                ad = a * xp.swapaxes(keep[bb, :, i0:i1, :keys], -1, -2)
+                gt = gt * drop_scale  # D = keep x scale: the scale goes on the small g tile
+            ds = v[bb, :, :keys] @ xp.swapaxes(gt, -1, -2)  # dA / keep, then dS, in place
+            ds *= ad  # dA * A = (v g^T scale) * keep * A (keep * keep = keep)
             ds -= a * ds.sum(axis=-2, keepdims=True)
             xp.matmul(xp.swapaxes(ds, -1, -2), k[bb, :, :keys], out=gq[bb, :, i0:i1])
             gq[bb, :, i0:i1] *= scale

@@ -235,12 +235,29 @@ class Dropout(Function):
         scale = x.dtype.type(1.0 / (1.0 - p))
         ctx.save_for_backward(keep)
         ctx.scale = scale
-        return x * keep * scale
+        return _masked_scale(x, keep, scale)
 
     @staticmethod
     def backward(ctx, g):
         (keep,) = ctx.saved
-        return g * keep * ctx.scale
+        return _masked_scale(g, keep, ctx.scale)
+
+
+def _masked_scale(x, keep, scale):
+    """x * keep * scale, block by block: the second pass reads the cache, not main memory."""
+    xp = get_array_module(x)
+    if x.shape != keep.shape:  # a broadcast mask: the plain way
+        return x * keep * scale
+    out = xp.empty_like(x)
+    xf, kf, of = x.reshape(-1), keep.reshape(-1), out.reshape(-1)
+
+    def block(blk):
+        o = of[blk]
+        xp.multiply(xf[blk], kf[blk], out=o)
+        o *= scale
+
+    run_blocks(block, flat_blocks(xf.size, xp))
+    return out
 
 
 def rope_tables(positions, head_dim, base, xp, dtype):
