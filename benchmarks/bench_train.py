@@ -1,6 +1,6 @@
 """Training speed and memory of the GPT, optionally against the same model in PyTorch.
 
-    python benchmarks/bench_train.py --config S [--device cpu|cuda] [--compare torch] [--steps 10]
+    python benchmarks/bench_train.py --config S|M|small [--device cpu|cuda] [--compare torch] [--steps 10]
 
 Prints one JSON line: tokens/s (median step after warm-up), the forward / backward / optimizer
 split, peak memory (RSS of a separate process running only that framework, on the CPU; the
@@ -32,6 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 CONFIGS = {
     "S": dict(n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=512, batch_size=16),
     "M": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=4096, batch_size=8),
+    # The default `tinyllm train` (preset "small"): S with a 2048-token vocabulary and dropout.
+    "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=2048, batch_size=16,
+                  dropout=0.1),
 }
 
 

@@ -12,11 +12,13 @@ upstream gradient only scales them.
 
 from __future__ import annotations
 
-from autograd.backend import get_array_module, is_cupy_array
+from autograd import backend
+from autograd.backend import flat_blocks, get_array_module, is_cupy_array
 from autograd.function import Function
 from autograd.grad_mode import is_grad_enabled
 from autograd.ops.nn import check_ids
 from autograd.ops.softmax import stable_softmax
+from autograd.parallel import run_blocks
 
 # Logit elements per chunk (4 MB in float32), far below the full logits. Fewer rows per chunk
 # make the products d^T x thin and slow: at V = 4096, C = 384 on one core, chunks of 256 rows
@@ -73,25 +75,35 @@ class LMHeadCrossEntropy(Function):
         for lo in range(0, rows_x.shape[0], step):
             xr, tr, kr = rows_x[lo:lo + step], safe_t[lo:lo + step], kept[lo:lo + step]
             logits = xr @ weight.T
-            picked = xp.arange(xr.shape[0])
-            per_row = -(1.0 - s) * logits[picked, tr]  # read before the softmax overwrites them
-            if s:
-                per_row -= s * logits.mean(axis=-1)
-            # In place: the logits become the probabilities, then the chunk's gradient, all in
-            # one (rows, V) array.
-            p, lse = stable_softmax(logits, axis=-1, inplace=True)
-            per_row += lse[:, 0]  # -(1 - s)(z_t - lse) - s (mean z - lse)
+            per_row = xp.empty(xr.shape[0], dtype=x.dtype)
+            scale = (kr / n).astype(x.dtype)
+
+            # The chunk's softmax, loss and gradient of the logits, in blocks of rows that fit
+            # the CPU cache (the blocks are independent: they may run on two threads).
+            def rows(blk, logits=logits, tr=tr, per_row=per_row, scale=scale):
+                z, tb = logits[blk], tr[blk]
+                picked = xp.arange(z.shape[0])
+                row_loss = per_row[blk]
+                row_loss[:] = -(1.0 - s) * z[picked, tb]  # read before the softmax overwrites it
+                if s:
+                    row_loss -= s * z.mean(axis=-1)
+                # In place: the logits become the probabilities, then the gradient.
+                p, lse = stable_softmax(z, axis=-1, inplace=True)
+                row_loss += lse[:, 0]  # -(1 - s)(z_t - lse) - s (mean z - lse)
+                if grads:
+                    if s:
+                        p -= s / V
+                    p[picked, tb] -= 1.0 - s
+                    p *= scale[blk, None]
+
+            run_blocks(rows, flat_blocks(xr.shape[0], xp, block=max(1, backend.BLOCK_ELEMENTS // V)))
             total += (per_row * kr).sum()
             if not grads:
                 continue
-            if s:
-                p -= s / V
-            p[picked, tr] -= 1.0 - s
-            p *= (kr / n).astype(x.dtype)[:, None]
             if dx is not None:
-                xp.matmul(p, weight, out=dx[lo:lo + step])
+                xp.matmul(logits, weight, out=dx[lo:lo + step])
             if dw is not None:
-                dw += p.T @ xr
+                dw += logits.T @ xr
         ctx.save_for_backward(dx, dw)
         ctx.x_shape = x.shape
         return (total / n).astype(x.dtype, copy=False)
