@@ -132,6 +132,31 @@ def test_dropout_scales_kept_values_and_is_identity_in_eval():
     assert F.dropout(x, 0.25, training=False) is x
 
 
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_dropout_masks_keep_each_element_with_probability_one_minus_p(p):
+    """The masks come from 16-bit random integers: the keep rate is 1 - p (to 2^-17), within
+    the sampling noise of a million draws, and the same generator seed gives the same mask."""
+    from autograd.functional import _keep_mask
+
+    n = 1 << 20
+    keep = _keep_mask((n,), np, p, np.random.default_rng(7))
+    assert keep.dtype == bool and keep.shape == (n,)
+    assert abs(keep.mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)
+    np.testing.assert_array_equal(keep, _keep_mask((n,), np, p, np.random.default_rng(7)))
+    halves = keep.reshape(2, -1).mean(axis=1)  # no visible pattern between the two halves
+    assert abs(halves[0] - halves[1]) < 10 * np.sqrt(p * (1 - p) / n)
+
+
+def test_attention_dropout_mask_is_laid_out_keys_by_queries():
+    """(B, H, T, S) as the ops expect it, stored (B, H, S, T): the kernels keep their scores keys
+    by queries and read the mask's tiles contiguously."""
+    from autograd.functional import _attention_keep_mask
+
+    keep = _attention_keep_mask((2, 3), 5, 7, np, 0.3, np.random.default_rng(0))
+    assert keep.shape == (2, 3, 5, 7)
+    assert np.swapaxes(keep, -1, -2).flags.c_contiguous
+
+
 def test_attention_with_dropout_gradchecks_for_a_fixed_mask():
     q, k, v = (rng.standard_normal((1, 2, 3, 2)) for _ in range(3))
     gradcheck(lambda q, k, v: F.scaled_dot_product_attention(

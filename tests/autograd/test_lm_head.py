@@ -84,3 +84,25 @@ def test_float32_stays_float32_and_bad_input_is_explained():
     with pytest.raises(ValueError, match="don't match"):
         F.lm_head_cross_entropy(x, w, targets[:, :4])
 
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rows_in_small_blocks_on_the_pool_match_the_composed_ops(threads, monkeypatch):
+    """Each chunk's softmax, loss and gradient go in cache-sized blocks of rows, which the pool
+    may run on two threads: shrunk to 2 rows a block (ragged), the same values and gradients."""
+    from autograd import backend, parallel
+
+    monkeypatch.setattr(backend, "BLOCK_ELEMENTS", 15)  # V = 7: 2 rows a block
+    x, w, targets = _inputs(B=3, T=5)
+    cot = rng.standard_normal()
+    before = parallel.num_threads()
+    parallel.set_num_threads(threads)
+    try:
+        fused = _loss_and_grads(lambda a, b: F.lm_head_cross_entropy(
+            a, b, targets, label_smoothing=0.1, chunk_rows=7), x, w, cot)
+    finally:
+        parallel.set_num_threads(before)
+    composed = _loss_and_grads(lambda a, b: F.cross_entropy(
+        F.linear(a, b.T), targets, label_smoothing=0.1), x, w, cot)
+    for f, c in zip(fused, composed):
+        np.testing.assert_allclose(f, c, rtol=1e-10, atol=1e-13)
