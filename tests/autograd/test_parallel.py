@@ -79,3 +79,20 @@ def test_adamw_in_blocks_on_two_threads_matches_one_thread(monkeypatch):
         parallel.set_num_threads(before)
     np.testing.assert_array_equal(results[0], results[1])
     assert not np.allclose(results[0], start)
+
+
+def test_the_pool_shortens_the_default_switch_interval_but_keeps_a_chosen_one(two_threads):
+    """A pool thread waiting for the GIL asks for it after the switch interval: the pool sets
+    0.1 ms when it starts, where the program left the default 5 ms, and keeps any other value."""
+    import sys
+
+    before = sys.getswitchinterval()
+    try:
+        for chosen, expected in ((parallel.DEFAULT_SWITCH_INTERVAL, parallel.POOL_SWITCH_INTERVAL),
+                                 (0.002, 0.002)):
+            sys.setswitchinterval(chosen)
+            parallel.set_num_threads(2)  # a fresh pool: it starts with the next blocks
+            parallel.run_blocks(lambda blk: None, [0, 1])
+            assert sys.getswitchinterval() == pytest.approx(expected)
+    finally:
+        sys.setswitchinterval(before)
