@@ -105,6 +105,21 @@ def flat_blocks(size, xp, block=None):
     return [slice(i, min(i + block, size)) for i in range(0, size, block)]
 
 
+def outer_into(u, v, out) -> None:
+    """out = u v^T, for u a vector over the rows of `out` and v one over its columns. On NumPy a
+    matrix product with an inner dimension of 2 (u beside a column of zeros, v over a row of
+    zeros): the BLAS writes it at memory speed, 2-3x faster than NumPy's broadcast multiply (an
+    inner dimension of 1 takes a slow path in the BLAS). On a GPU the broadcast multiply."""
+    if is_cupy_array(out):
+        get_array_module(out).multiply(u[:, None], v, out=out)
+        return
+    left = np.zeros((u.shape[0], 2), dtype=out.dtype)
+    left[:, 0] = u
+    right = np.zeros((2, v.shape[0]), dtype=out.dtype)
+    right[0] = v
+    np.matmul(left, right, out=out)
+
+
 def index_array(values):
     """A host (NumPy) integer or boolean array from a Python list used as an index."""
     return np.asarray(values)

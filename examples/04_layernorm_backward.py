@@ -180,10 +180,13 @@ class LayerNormNoMeanTerms(LayerNorm):
 
     @staticmethod
     def backward(ctx, g):
-        xhat, rstd, gamma = ctx.saved
+        x, mean, rstd, gamma = ctx.saved  # the op keeps x and each row's mean and 1/std
         rows = g.reshape(-1, g.shape[-1])  # (B, N): gamma and beta were used by every row
-        dgamma = (rows * xhat.reshape(rows.shape)).sum(axis=0)
-        return g * gamma * rstd, dgamma, rows.sum(axis=0)  # BUG: dx lacks the mean terms
+        rstd = rstd[:, None]
+        xhat = (x.reshape(rows.shape) - mean[:, None]) * rstd
+        dgamma = (rows * xhat).sum(axis=0)
+        dx = rows * gamma * rstd  # BUG: dx lacks the mean terms
+        return dx.reshape(g.shape), dgamma, rows.sum(axis=0)
 
 
 try:

@@ -8,7 +8,7 @@ against the same computation composed from primitive ops (tests/autograd/test_fu
 from __future__ import annotations
 
 from autograd import backend
-from autograd.backend import flat_blocks, get_array_module, is_cupy_array, scatter_add
+from autograd.backend import flat_blocks, get_array_module, is_cupy_array, outer_into, scatter_add
 from autograd.function import Function
 from autograd.ops.elementwise import sigmoid
 from autograd.parallel import run_blocks
@@ -109,67 +109,71 @@ class LayerNorm(Function):
     rule = "layer_norm: dx = rstd (gh - mean(gh) - xhat mean(gh xhat)), gh = g gamma"
 
     # Rows are normalised independently, so both passes go block by block of rows, each
-    # block's half-dozen passes in cache (and the blocks may run on several threads).
+    # block's few passes in cache (and the blocks may run on several threads). What is saved is
+    # x itself (the graph holds it anyway) with each row's mean and 1/std: no xhat is written
+    # to memory; the backward remakes each block's x - mean in cache. Products of a per-row
+    # and a per-column factor (rstd gamma^T) are written by `outer_into`, not broadcast.
     @staticmethod
     def forward(ctx, x, gamma, beta=None, *, eps=1e-5):
         xp = get_array_module(x)
         x2 = _rows(x)
-        xhat = xp.empty_like(x2)
-        rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
+        mean = xp.empty(x2.shape[0], dtype=x.dtype)
+        rstd = xp.empty_like(mean)
         out = xp.empty_like(x2)
-
         mean_of_row = _row_mean_vector(x2, xp)
 
         def block(blk):
-            xb, xh, r = x2[blk], xhat[blk], rstd[blk]
-            xp.subtract(xb, xb @ mean_of_row, out=xh)
-            r[:, 0] = _row_dots(xh, xp)  # sum of (x - mean)^2 per row, no squared array
+            xb, m, r, o = x2[blk], mean[blk], rstd[blk], out[blk]
+            m[:] = (xb @ mean_of_row)[:, 0]
+            centred = xp.subtract(xb, m[:, None])
+            r[:] = _row_dots(centred, xp)  # sum of (x - mean)^2 per row, no squared array
             r *= mean_of_row[0, 0]
             r += eps
             xp.sqrt(r, out=r)
             xp.divide(1.0, r, out=r)
-            xh *= r
-            o = out[blk]
-            xp.multiply(xh, gamma, out=o)
+            outer_into(r, gamma, o)
+            o *= centred  # (x - mean) rstd gamma
             if beta is not None:
                 o += beta
 
         run_blocks(block, _row_blocks(x2, xp))
-        ctx.save_for_backward(xhat, rstd, gamma)
+        ctx.save_for_backward(x, mean, rstd, gamma)
         return out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, g):
-        xhat, rstd, gamma = ctx.saved
+        x, mean, rstd, gamma = ctx.saved
         xp = get_array_module(g)
         need = ctx.needs_input_grad
-        g2 = _rows(g)
+        g2, x2 = _rows(g), _rows(x)
         blocks = _row_blocks(g2, xp)
         gx = xp.empty_like(g2) if need[0] else None
         # Each block's column sums go to a row of their own (blocks may run on different
         # threads), added up at the end.
         want_gamma, want_beta = need[1], len(need) > 2 and need[2]
         partial = xp.zeros((2, len(blocks), g2.shape[1]), dtype=g.dtype)
-        # mean(gh) = g @ (gamma / n) and mean(gh * xhat) = (g * xhat) @ (gamma / n): the product
-        # g * xhat made for dgamma serves dx too, and gh = g * gamma is made only once, as dx.
         gamma_mean = (gamma / max(g2.shape[1], 1)).reshape(-1, 1)
 
+        # With c = x - mean (so xhat = c rstd): mean(gh) = g @ gamma/n, mean(gh xhat) = rstd (g c)
+        # @ gamma/n, and dx = g (rstd gamma^T) - rstd mean(gh) - c rstd^3 ((g c) @ gamma/n).
         def block(i):
             blk = blocks[i]
-            gb, xh = g2[blk], xhat[blk]
-            g_xh = gb * xh
+            gb, r = g2[blk], rstd[blk]
+            centred = xp.subtract(x2[blk], mean[blk][:, None])
+            g_c = gb * centred
             if want_gamma:
-                partial[0, i] = column_sums(g_xh)
+                partial[0, i] = r @ g_c  # sum over rows of g xhat
             if want_beta:
                 partial[1, i] = column_sums(gb)
             if gx is not None:
                 out = gx[blk]
-                xp.multiply(gb, gamma, out=out)
-                out -= gb @ gamma_mean
-                xh_term = g_xh @ gamma_mean
-                xh_term = xh * xh_term
-                out -= xh_term
-                out *= rstd[blk]
+                mean_gh = (gb @ gamma_mean)[:, 0]
+                xhat_term = (g_c @ gamma_mean)[:, 0]
+                outer_into(r, gamma, out)
+                out *= gb
+                xhat_term *= r * r * r
+                out -= xp.multiply(centred, xhat_term[:, None], out=centred)
+                out -= (mean_gh * r)[:, None]
 
         run_blocks(block, list(range(len(blocks))))
         ggamma = partial[0].sum(axis=0) if want_gamma else None
@@ -248,7 +252,7 @@ def _masked_scale(x, keep, scale):
     xp = get_array_module(x)
     if x.shape != keep.shape:  # a broadcast mask: the plain way
         return x * keep * scale
-    out = xp.empty_like(x)
+    out = xp.empty(x.shape, dtype=x.dtype)  # C order, so out.reshape(-1) is a view
     xf, kf, of = x.reshape(-1), keep.reshape(-1), out.reshape(-1)
 
     def block(blk):
