@@ -1,7 +1,8 @@
 """The speed-only code paths of the ops, each checked against the plain computation and by
 finite differences (float64, random upstream gradients): the linear layer's bias gradient,
 column sums as a product with a row of ones, the two-thread binary
-ufunc, and layer norm's row statistics without a squared array."""
+ufunc, layer norm's row statistics without a squared array, the outer products it writes
+with the BLAS, and the residual dropout's flat blocks."""
 
 import numpy as np
 import pytest
@@ -79,3 +80,33 @@ def test_layer_norm_of_rows_with_a_large_mean():
     np.testing.assert_allclose(out, want, atol=2e-3)
     assert gradcheck(F.layer_norm, x.astype(np.float64) - 1000.0 + rng.standard_normal(16),
                      gamma.astype(np.float64) + 0.5, beta.astype(np.float64))
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 1), (1, 5), (7, 1), (33, 12)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_outer_into_writes_the_outer_product(rows, cols, dtype):
+    """backend.outer_into (a matrix product with an inner dimension of 2) is u v^T exactly."""
+    from autograd.backend import outer_into
+
+    rng = np.random.default_rng(rows + cols)
+    u, v = rng.standard_normal(rows).astype(dtype), rng.standard_normal(cols).astype(dtype)
+    out = np.full((rows, cols), np.nan, dtype=dtype)
+    outer_into(u, v, out)
+    np.testing.assert_array_equal(out, np.outer(u, v))
+
+
+def test_dropout_of_a_strided_view_scales_the_kept_elements():
+    """The residual dropout works in flat blocks: a transposed input must still give
+    x * keep / (1 - p), its gradient g * keep / (1 - p)."""
+    from autograd.ops.nn import Dropout
+
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((6, 4))
+    x = base.T  # a strided view
+    keep = rng.random((4, 6)) > 0.3
+    xt = ag.tensor(x, requires_grad=True)
+    out = Dropout.apply(xt, keep=keep, p=0.3)
+    np.testing.assert_allclose(out.data, x * keep / 0.7, rtol=1e-12)
+    g = rng.standard_normal((4, 6))
+    out.backward(g)
+    np.testing.assert_allclose(xt.grad, g * keep / 0.7, rtol=1e-12)
