@@ -12,6 +12,13 @@ framework takes more steps with a longer schedule. Afterwards this process score
 models with one function (tinyllm.evaluate.perplexity.score_tokens) on the whole validation
 split and prints one JSON line: bits per byte, steps and tokens/s of each.
 
+Both are also scored every `eval_interval` steps (the preset's 250), with the same function on
+the same split: ours by the command itself, as the default run does (the time is inside its
+budget), the twin from weight snapshots scored afterwards (its clock does not pay for them).
+On a small corpus a few minutes are many epochs, and the model that takes more steps may end
+worse than it was midway: `best_val_bpb` (the best of these scores) tells that apart from
+speed, next to `val_bpb` (the final model).
+
 Ours runs as the real command (`python -m tinyllm train`), so it is what a user gets.
 """
 
@@ -42,14 +49,18 @@ def prepare_data(source, folder, vocab_size):
 
 
 def ours(prepared, out, minutes):
-    """The default `tinyllm train`, on the prepared folder, with no evaluation until the end."""
+    """The default `tinyllm train` on the prepared folder, evaluating every eval_interval steps
+    as the default run does; returns its steps, speed and the validation score of each
+    evaluation ({step: bits per byte})."""
     cmd = [sys.executable, "-m", "tinyllm", "train", "--data", str(prepared), "--out", str(out),
-           "--max-minutes", str(minutes), "--eval-interval", "1000000", "--quiet"]
+           "--max-minutes", str(minutes), "--quiet"]
     subprocess.run(cmd, env=_env(), check=True, capture_output=True, text=True)
     summary = json.loads((out / "summary.json").read_text())
-    # wall_s includes the one evaluation and sample at the end, as the command reports it.
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # wall_s includes the evaluations and samples, as the command reports it.
     return {"steps": summary["steps"], "train_s": round(summary["wall_s"], 1),
-            "tokens_per_s": round(summary["tokens_per_s"])}
+            "tokens_per_s": round(summary["tokens_per_s"]),
+            "val_bpb_at": {r["step"]: round(r["val_bpb"], 4) for r in records if "val_bpb" in r}}
 
 
 def _env():
@@ -87,6 +98,7 @@ def torch_worker(plan):
     loader = BatchLoader(data.train, c.batch_size, model_cfg["block_size"], seed=c.seed)
     budget, planned, step = plan["minutes"] * 60, c.max_steps, 0
     model.train()
+    snapshots = {}
     start = time.perf_counter()
     while step < planned:
         for group in opt.param_groups:
@@ -98,6 +110,9 @@ def torch_worker(plan):
         torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
         opt.step()
         step += 1
+        if step % c.eval_interval == 0:  # scored afterwards, outside this clock
+            snapshots[step] = f"{plan['out']}.step{step}.npz"
+            np.savez(snapshots[step], **torch_to_ours(model))
         if step in (10, 50):  # as tinyllm.train's _plan_steps
             spent = time.perf_counter() - start
             planned = max(step + 1, min(c.max_steps, step + int((budget - spent) / (spent / step))))
@@ -105,7 +120,7 @@ def torch_worker(plan):
     np.savez(plan["out"], **torch_to_ours(model))
     tokens = step * c.batch_size * model_cfg["block_size"]
     print(json.dumps({"steps": step, "train_s": round(train_s, 1),
-                      "tokens_per_s": round(tokens / train_s)}))
+                      "tokens_per_s": round(tokens / train_s), "snapshots": snapshots}))
 
 
 def _pairs(n_layer):
@@ -187,10 +202,22 @@ def main():
                               text=True)
         result["torch"] = json.loads(proc.stdout.strip().splitlines()[-1])
         twin = GPT(init.config, seed=0)
-        twin.load_state_dict(dict(np.load(tmp / "torch.npz")))
         twin.eval()
+        scored = {}
+        for step, path in result["torch"].pop("snapshots").items():
+            twin.load_state_dict(dict(np.load(path)))
+            scored[int(step)] = score(twin, data)["val_bpb"]
+        result["torch"]["val_bpb_at"] = scored
+        twin.load_state_dict(dict(np.load(tmp / "torch.npz")))
         result["torch"].update(score(twin, data))
+    for side in ("tinyllm", "torch"):
+        r = result[side]
+        at = {**r["val_bpb_at"], r["steps"]: r["val_bpb"]}  # the final model's score too
+        r["best_step"] = min(at, key=at.get)
+        r["best_val_bpb"] = at[r["best_step"]]
     result["ours_minus_torch_bpb"] = round(result["tinyllm"]["val_bpb"] - result["torch"]["val_bpb"], 4)
+    result["ours_minus_torch_best_bpb"] = round(result["tinyllm"]["best_val_bpb"]
+                                                - result["torch"]["best_val_bpb"], 4)
     result["steps_ratio_torch_over_ours"] = round(result["torch"]["steps"]
                                                   / result["tinyllm"]["steps"], 2)
     print(json.dumps(result))
