@@ -14,6 +14,6 @@ python3 -m pytest -m gpu -q -p no:warnings 2>&1 | tail -15 | tee -a "$log"
 compare=""
 python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null && compare="--compare torch"
 for config in S M; do
-  python3 benchmarks/bench_train.py --config "$config" --device cuda --steps 20 $compare \
+  python3 benchmarks/bench_train.py --config "$config" --device cuda --steps 20 --rounds 3 $compare \
     2>>"$log" | tee -a "$out/bench_train.jsonl"
 done
