@@ -191,7 +191,12 @@ def worker(args):
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = peak_rss_mb()
-    print(json.dumps({"times": times, "peak_mb": round(peak, 1)}))
+    report = {"times": times, "peak_mb": round(peak, 1)}
+    if args.worker == "ours":
+        from autograd import blas
+
+        report["blas"] = blas.library()
+    print(json.dumps(report))
 
 
 def run_worker(args, framework):
@@ -261,6 +266,8 @@ def main():
         s["tokens_per_s_rounds"] = [r["tokens_per_s"] for r in per_round]
         s["fraction_of_matmul_peak"] = round(s["tokens_per_s"] * flops_per_token / peak, 3)
         s["peak_memory_mb"] = max(r["peak_mb"] for r in rounds[name])
+        if "blas" in rounds[name][0]:
+            s["blas"] = rounds[name][0]["blas"]  # our matrix products: MKL, or NumPy's BLAS
         result[name] = s
     if "torch" in result:
         result["speed_ratio_vs_torch"] = round(

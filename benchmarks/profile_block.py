@@ -274,7 +274,10 @@ def worker_step(args):
         ops = timer.per_iteration(args.iters)
         total = statistics.mean(sum(t[:2]) for t in timed) * 1e3
         inside = sum(r["forward_ms"] + r["backward_ms"] for r in ops.values())
-        result.update({"ops": ops, "engine_overhead_ms": round(total - inside, 3)})
+        from autograd import blas
+
+        result.update({"ops": ops, "engine_overhead_ms": round(total - inside, 3),
+                       "blas": blas.library()})
     print(json.dumps(result))
 
 
@@ -297,14 +300,14 @@ def worker(args):
         ours_out = block(x, np.arange(SHAPE["time"])).data
         result["max_abs_output_diff"] = float(np.abs(out.detach().numpy() - ours_out).max())
     else:
-        from autograd import parallel
+        from autograd import blas, parallel
 
         for _ in range(args.warmup):
             time_step(*step)
         clean, profiled, ops = profile(step, args.iters)
         result = {"forward_ms": ms(clean[0]), "backward_ms": ms(clean[1]),
                   "total_ms": ms(sum(clean)), "profiled": profiled, "ops": ops,
-                  "pool_threads": parallel.num_threads()}
+                  "pool_threads": parallel.num_threads(), "blas": blas.library()}
     print(json.dumps(result))
 
 

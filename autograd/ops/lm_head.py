@@ -12,7 +12,7 @@ upstream gradient only scales them.
 
 from __future__ import annotations
 
-from autograd import backend
+from autograd import backend, blas
 from autograd.backend import flat_blocks, get_array_module, is_cupy_array
 from autograd.function import Function
 from autograd.grad_mode import is_grad_enabled
@@ -74,7 +74,7 @@ class LMHeadCrossEntropy(Function):
         step = chunk_rows or chunk_rows_for(V)
         for lo in range(0, rows_x.shape[0], step):
             xr, tr, kr = rows_x[lo:lo + step], safe_t[lo:lo + step], kept[lo:lo + step]
-            logits = xr @ weight.T
+            logits = blas.matmul(xr, weight.T)
             per_row = xp.empty(xr.shape[0], dtype=x.dtype)
             scale = (kr / n).astype(x.dtype)
 
@@ -101,9 +101,9 @@ class LMHeadCrossEntropy(Function):
             if not grads:
                 continue
             if dx is not None:
-                xp.matmul(logits, weight, out=dx[lo:lo + step])
+                blas.matmul(logits, weight, out=dx[lo:lo + step])
             if dw is not None:
-                dw += logits.T @ xr
+                blas.matmul(logits.T, xr, out=dw, accumulate=True)
         ctx.save_for_backward(dx, dw)
         ctx.x_shape = x.shape
         return (total / n).astype(x.dtype, copy=False)

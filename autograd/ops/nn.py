@@ -7,7 +7,7 @@ against the same computation composed from primitive ops (tests/autograd/test_fu
 
 from __future__ import annotations
 
-from autograd import backend
+from autograd import backend, blas
 from autograd.backend import flat_blocks, get_array_module, is_cupy_array, outer_into, scatter_add
 from autograd.function import Function
 from autograd.ops.elementwise import sigmoid
@@ -39,9 +39,7 @@ class Linear(Function):
                 f"linear: input has {x.shape[-1]} features but the weight of shape "
                 f"{tuple(w.shape)} expects {w.shape[0]} (weights are stored (in, out))"
             )
-        out = _rows(x) @ w
-        if b is not None:
-            out += b
+        out = blas.matmul(_rows(x), w, bias=b)
         ctx.save_for_backward(x, w)
         return out.reshape(*x.shape[:-1], w.shape[1])
 
@@ -50,8 +48,8 @@ class Linear(Function):
         x, w = ctx.saved
         need = ctx.needs_input_grad
         g2 = _rows(g)
-        gx = (g2 @ w.T).reshape(x.shape) if need[0] else None
-        gw = _rows(x).T @ g2 if need[1] else None
+        gx = blas.matmul(g2, w.T).reshape(x.shape) if need[0] else None
+        gw = blas.matmul(_rows(x).T, g2) if need[1] else None
         gb = column_sums(g2) if len(need) > 2 and need[2] else None
         return (gx, gw, gb) if len(need) > 2 else (gx, gw)
 
@@ -318,8 +316,8 @@ class SwiGLU(Function):
     def forward(ctx, x, w_gate, w_up):
         xp = get_array_module(x)
         x2 = _rows(x)
-        a = x2 @ w_gate
-        b = x2 @ w_up
+        a = blas.matmul(x2, w_gate)
+        b = blas.matmul(x2, w_up)
         s = sigmoid(a, xp)
         ctx.save_for_backward(x, w_gate, w_up, a, b, s)
         return (a * s * b).reshape(*x.shape[:-1], w_up.shape[1])
@@ -332,5 +330,5 @@ class SwiGLU(Function):
         da = g2 * b * s * (1 + a * (1 - s))
         db = g2 * silu
         x2 = _rows(x)
-        gx = (da @ w_gate.T + db @ w_up.T).reshape(x.shape)
-        return gx, x2.T @ da, x2.T @ db
+        gx = blas.matmul(db, w_up.T, out=blas.matmul(da, w_gate.T), accumulate=True)
+        return gx.reshape(x.shape), blas.matmul(x2.T, da), blas.matmul(x2.T, db)
