@@ -32,10 +32,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 CONFIGS = {
     "S": dict(n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=512, batch_size=16),
     "M": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=4096, batch_size=8),
-    # The default `tinyllm train` (preset "small"): S with a 2048-token vocabulary and dropout.
-    "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=2048, batch_size=16,
-                  dropout=0.1),
 }
+
+
+def _default_preset():
+    """The default `tinyllm train` (preset "small"): S with a 2048-token vocabulary and dropout."""
+    from tinyllm.train_config import PRESETS
+
+    model, train = PRESETS["small"]
+    return dict(model, batch_size=train["batch_size"])
+
+
+CONFIGS["small"] = _default_preset()
 
 
 def _sync(device):
@@ -200,10 +208,13 @@ def worker(args):
 
 
 def run_worker(args, framework):
-    """Start a fresh process for one framework, its BLAS and OpenMP pools pinned to --threads."""
+    """Start a fresh process for one framework, its BLAS and OpenMP pools pinned to --threads.
+    "ours_numpy_blas" is ours with AUTOGRAD_BLAS=numpy: NumPy's OpenBLAS even where MKL is."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(args.threads)
+    if framework == "ours_numpy_blas":
+        env["AUTOGRAD_BLAS"], framework = "numpy", "ours"
     if framework == "ours":  # as the tinyllm command runs it (a value you set is kept)
         from tinyllm.blas_spin import bound_blas_spin
 
@@ -231,11 +242,14 @@ def main():
     parser.add_argument("--head", choices=["fused", "composed"], default="fused",
                         help="our output layer + loss: fused (never holds the logits, as training "
                              "does) or composed (linear, then cross_entropy)")
+    parser.add_argument("--numpy-blas-too", action="store_true",
+                        help="also time ours on NumPy's own BLAS (AUTOGRAD_BLAS=numpy), in the "
+                             "same alternation: what the mkl extra adds")
     parser.add_argument("--worker", choices=["ours", "torch"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
-    frameworks = ["ours"]
+    frameworks = ["ours"] + ["ours_numpy_blas"] * args.numpy_blas_too
     if args.compare == "torch":
         try:
             import torch  # noqa: F401  (only to know it is there; the worker imports it)
@@ -270,8 +284,10 @@ def main():
             s["blas"] = rounds[name][0]["blas"]  # our matrix products: MKL, or NumPy's BLAS
         result[name] = s
     if "torch" in result:
-        result["speed_ratio_vs_torch"] = round(
-            result["ours"]["tokens_per_s"] / result["torch"]["tokens_per_s"], 3)
+        for name in frameworks[:-1]:
+            suffix = name.removeprefix("ours")
+            result["speed_ratio_vs_torch" + suffix] = round(
+                result[name]["tokens_per_s"] / result["torch"]["tokens_per_s"], 3)
         result["memory_ratio_vs_torch"] = round(
             result["ours"]["peak_memory_mb"] / result["torch"]["peak_memory_mb"], 3)
     print(json.dumps(result))
