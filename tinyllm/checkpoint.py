@@ -31,6 +31,7 @@ from tinyllm.safetensors import (
     fsync_dir,
     load_file,
     read_regular_file,
+    read_shapes,
     save_file,
 )
 
@@ -174,6 +175,16 @@ def load_weights(model, folder):
         model.load_state_dict(weights, strict=True)
     except Exception as err:  # a mismatch between file and model: say which file, one line
         raise CheckpointError(f"{path} does not fit this model: {_one_line(err)}") from None
+
+
+def weight_shapes(run_dir) -> tuple[Path, dict]:
+    """(path, {name: shape}) of the newest checkpoint's model weights, from the file's header
+    alone (nothing is loaded)."""
+    path = checkpoint_dir(run_dir) / "model.safetensors"
+    try:
+        return path, read_shapes(path)
+    except SafetensorsError as err:
+        raise CheckpointError(str(err)) from None
 
 
 def _one_line(err, limit=400) -> str:

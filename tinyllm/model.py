@@ -170,6 +170,22 @@ class Transformer(nn.Module):
         self.ln_f = _norm(config)
 
 
+def sizes_in_weights(shapes: dict) -> dict:
+    """The GPTConfig sizes that a GPT's weight shapes fix ({name: shape}, as a checkpoint's
+    header gives them): n_layer from the block names, n_embd from the token embedding, and
+    block_size where positions are learned. A resume checks its config.json against these
+    before it builds the model (a hand-edited n_embd could otherwise ask for terabytes)."""
+    sizes = {"n_layer": len({name.split(".")[2] for name in shapes
+                             if name.startswith("transformer.h.")})}
+    wte = shapes.get("transformer.wte.weight")
+    if wte is not None and len(wte) == 2:
+        sizes["n_embd"] = wte[1]
+    wpe = shapes.get("transformer.wpe.weight")
+    if wpe is not None and len(wpe) == 2:
+        sizes["block_size"] = wpe[0]
+    return sizes
+
+
 class GPT(nn.Module):
     """The model. `model(idx, targets=None)` returns `(logits, loss)`; see the module docstring."""
 

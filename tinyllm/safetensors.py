@@ -85,9 +85,10 @@ def save_file(tensors: dict, path, metadata: dict | None = None) -> None:
     atomic_write(path, write)
 
 
-def read_regular_file(path, error=ValueError) -> bytes:
-    """The bytes of `path`, which must be a regular file and not a symbolic link (a link could
-    point a run folder at anything; a FIFO or device would block or never end): else `error`."""
+def read_regular_file(path, error=ValueError, limit=None) -> bytes:
+    """The bytes of `path` (its first `limit` bytes if given), which must be a regular file and
+    not a symbolic link (a link could point a run folder at anything; a FIFO or device would
+    block or never end): else `error`."""
     path = os.fspath(path)
     try:
         info = os.lstat(path)
@@ -101,20 +102,18 @@ def read_regular_file(path, error=ValueError) -> bytes:
         raise error(f"{path}: is not a regular file")
     try:
         with open(path, "rb") as f:
-            return f.read()
+            return f.read() if limit is None else f.read(limit)
     except OSError as err:
         raise error(f"{path}: cannot be read ({err.strerror or err})") from None
 
 
-def load_file(path) -> tuple[dict, dict]:
-    """Read a safetensors file: ({name: array}, metadata). Every offset and size is checked;
-    anything malformed raises `SafetensorsError` naming the file."""
-    path = os.fspath(path)
-    raw = read_regular_file(path, SafetensorsError)
-    if len(raw) < 8:
-        raise SafetensorsError(f"{path}: too short to be a safetensors file ({len(raw)} bytes)")
+def _parse_header(raw: bytes, size: int, path: str) -> tuple[dict, dict, int]:
+    """(header, metadata, header length) from the first bytes `raw` of a file of `size` bytes:
+    the 8-byte length, then the JSON header (checked to be an object, metadata strings)."""
+    if size < 8:
+        raise SafetensorsError(f"{path}: too short to be a safetensors file ({size} bytes)")
     n = int.from_bytes(raw[:8], "little")
-    if n > min(_MAX_HEADER, len(raw) - 8):
+    if n > min(_MAX_HEADER, size - 8):
         raise SafetensorsError(f"{path}: header length {n} is larger than the file (truncated?)")
     try:
         header = json.loads(raw[8:8 + n])
@@ -126,23 +125,52 @@ def load_file(path) -> tuple[dict, dict]:
     if not isinstance(metadata, dict) or not all(
             isinstance(v, str) for v in metadata.values()):
         raise SafetensorsError(f"{path}: __metadata__ is not a map of strings")
+    return header, metadata, n
+
+
+def _entry(path, name, info, data_bytes):
+    """(dtype, shape, begin, end) of one header entry, every field checked, its bytes inside a
+    data section of `data_bytes` bytes."""
+    try:
+        dtype = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<")
+        shape = tuple(_exact_int(s) for s in info["shape"])
+        begin, end = (_exact_int(o) for o in info["data_offsets"])
+    except (KeyError, TypeError, ValueError):
+        raise SafetensorsError(f"{path}: tensor {name!r} has a malformed header entry") from None
+    if any(d < 0 for d in shape):
+        raise SafetensorsError(f"{path}: tensor {name!r} has a negative dimension {shape}")
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    if not 0 <= begin <= end <= data_bytes or end - begin != expected:
+        raise SafetensorsError(
+            f"{path}: tensor {name!r} claims bytes [{begin}, {end}) for shape {shape} "
+            f"({expected} bytes) but the data section has {data_bytes} bytes (truncated?)"
+        )
+    return dtype, shape, begin, end
+
+
+def read_shapes(path) -> dict:
+    """{name: shape} of a safetensors file, from its header alone: what a model built from a
+    configuration must match, checked before the model is built (and its memory taken)."""
+    path = os.fspath(path)
+    first = read_regular_file(path, SafetensorsError, limit=8)  # the same refusals as load_file
+    n = int.from_bytes(first, "little") if len(first) == 8 else 0
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        raw = f.read(8 + min(n, _MAX_HEADER))
+    header, _, n = _parse_header(raw, size, path)
+    return {name: _entry(path, name, info, size - 8 - n)[1] for name, info in header.items()}
+
+
+def load_file(path) -> tuple[dict, dict]:
+    """Read a safetensors file: ({name: array}, metadata). Every offset and size is checked;
+    anything malformed raises `SafetensorsError` naming the file."""
+    path = os.fspath(path)
+    raw = read_regular_file(path, SafetensorsError)
+    header, metadata, n = _parse_header(raw, len(raw), path)
     data = memoryview(raw)[8 + n:]
     tensors = {}
     for name, info in header.items():
-        try:
-            dtype = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<")
-            shape = tuple(_exact_int(s) for s in info["shape"])
-            begin, end = (_exact_int(o) for o in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise SafetensorsError(f"{path}: tensor {name!r} has a malformed header entry") from None
-        if any(d < 0 for d in shape):
-            raise SafetensorsError(f"{path}: tensor {name!r} has a negative dimension {shape}")
-        expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
-        if not 0 <= begin <= end <= len(data) or end - begin != expected:
-            raise SafetensorsError(
-                f"{path}: tensor {name!r} claims bytes [{begin}, {end}) for shape {shape} "
-                f"({expected} bytes) but the data section has {len(data)} bytes (truncated?)"
-            )
+        dtype, shape, begin, end = _entry(path, name, info, len(data))
         arr = np.frombuffer(data[begin:end], dtype=dtype).reshape(shape)
         tensors[name] = arr.astype(dtype.newbyteorder("="), copy=True)
     return tensors, metadata

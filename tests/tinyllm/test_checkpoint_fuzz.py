@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyllm import checkpoint as ckpt
-from tinyllm.safetensors import SafetensorsError, load_file, save_file
+from tinyllm.safetensors import SafetensorsError, load_file, read_shapes, save_file
 from tinyllm.train import TrainConfig, Trainer, resume_config
 
 FILES = ("checkpoint/model.safetensors", "checkpoint/optimizer.safetensors",
@@ -202,3 +202,34 @@ def test_safetensors_reader_alone_names_the_file(tmp_path):
         load_file(fifo)  # would block for ever if opened
     with pytest.raises(ckpt.CheckpointError, match="fifo.safetensors.*not a regular file"):
         ckpt.read_json(fifo)
+
+
+@pytest.mark.parametrize("field, value", [("n_embd", 290962), ("n_layer", 10**12),
+                                          ("block_size", 10**15)])
+def test_a_config_larger_than_its_weights_is_refused_before_allocating(template, field, value):
+    """A hand-edited size in config.json is refused by comparing it with the checkpoint's
+    weight shapes, read from the file's header: before the model is built (n_embd 290962 asked
+    numpy for 1.85 TiB; a trillion layers would never finish building)."""
+    run = fresh_copy(template)
+    path = run / "config.json"
+    obj = json.loads(path.read_text())
+    obj["model"][field] = value
+    if field == "n_embd":
+        obj["model"]["n_head"] = 1
+    path.write_text(json.dumps(obj))
+    try:
+        with pytest.raises(ValueError, match=rf"config.json: model {field} is {value}, but the "
+                                             r"weights in .*model.safetensors have \d+"):
+            resume(run)
+    finally:
+        shutil.rmtree(run.parent, ignore_errors=True)
+
+
+def test_read_shapes_reads_the_header_alone_with_load_files_checks(template, tmp_path):
+    path = template / "checkpoint" / "model.safetensors"
+    tensors, _ = load_file(path)
+    assert read_shapes(path) == {name: arr.shape for name, arr in tensors.items()}
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[:-4])  # the header intact, the data 4 bytes short
+    with pytest.raises(SafetensorsError, match="claims bytes"):
+        read_shapes(cut)
