@@ -34,8 +34,7 @@ def load(run_dir, checkpoint=None):
     CheckpointError or TokenizerFileError) naming the file when something is missing or damaged."""
     from pathlib import Path
 
-    from tinyllm.checkpoint import CheckpointError, checkpoint_dir, load_weights, read_json
-    from tinyllm.model import GPT, GPTConfig
+    from tinyllm.checkpoint import CheckpointError, checkpoint_dir, load_model, read_json
     from tinyllm.tokenizer import BPETokenizer
 
     run = Path(run_dir)
@@ -44,8 +43,8 @@ def load(run_dir, checkpoint=None):
     config = read_json(run / "config.json")
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise CheckpointError(f"{run / 'config.json'}: has no 'model' settings")
-    model = GPT(GPTConfig.from_dict(config["model"]))
-    load_weights(model, checkpoint_dir(run) if checkpoint is None else run / checkpoint)
+    folder = checkpoint_dir(run) if checkpoint is None else run / checkpoint
+    model = load_model(config["model"], folder)
     model.eval()
     return model, BPETokenizer.load(run / "tokenizer.json")
 

@@ -177,14 +177,42 @@ def load_weights(model, folder):
         raise CheckpointError(f"{path} does not fit this model: {_one_line(err)}") from None
 
 
-def weight_shapes(run_dir) -> tuple[Path, dict]:
-    """(path, {name: shape}) of the newest checkpoint's model weights, from the file's header
-    alone (nothing is loaded)."""
-    path = checkpoint_dir(run_dir) / "model.safetensors"
+def check_fits(folder, config) -> None:
+    """Before a GPT is built for `folder`'s weights: every tensor the GPTConfig `config` (from
+    config.json) describes must be in model.safetensors with its shape, compared on the file's
+    header alone (tensors beyond them, a fine-tune's adapters, are left to the loading). A
+    hand-edited size would otherwise be built first: n_embd 290962 asks NumPy for terabytes,
+    n_layer 10**12 never finishes."""
+    from tinyllm.model import weight_shapes
+
+    path = Path(folder) / "model.safetensors"
     try:
-        return path, read_shapes(path)
+        saved = read_shapes(path)
     except SafetensorsError as err:
         raise CheckpointError(str(err)) from None
+    layers = len({name.split(".")[2] for name in saved if name.startswith("transformer.h.")})
+    if config.n_layer != layers:  # first: the expected shapes are listed layer by layer
+        raise CheckpointError(f"{path} holds {layers} layers but the configuration "
+                              f"(config.json) asks for n_layer={config.n_layer}")
+    expected = weight_shapes(config)
+    wrong = [f"{name} {shape} vs {saved.get(name, 'absent')}"
+             for name, shape in expected.items() if saved.get(name) != shape]
+    if wrong:
+        raise CheckpointError(f"{path} does not fit the configuration (config.json): "
+                              f"{len(wrong)} tensors differ (configured vs saved), e.g. "
+                              + "; ".join(wrong[:3]))
+
+
+def load_model(config: dict, folder, seed: int = 0):
+    """The GPT that `config` (config.json's "model" section) describes, with the weights of
+    checkpoint `folder`: checked against the file first, then built and loaded."""
+    from tinyllm.model import GPT, GPTConfig
+
+    model_config = GPTConfig.from_dict(config)
+    check_fits(folder, model_config)
+    model = GPT(model_config, seed=seed)
+    load_weights(model, folder)
+    return model
 
 
 def _one_line(err, limit=400) -> str:

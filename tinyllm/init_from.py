@@ -38,8 +38,10 @@ def init_config(cfg):
     if cfg.tokenizer is not None and Path(cfg.tokenizer) != run / "tokenizer.json":
         raise ValueError(f"--tokenizer cannot be combined with --init-from: the run's own "
                          f"tokenizer ({run / 'tokenizer.json'}) is kept")
-    merged = {**model, **{k: v for k, v in cfg.model.items() if k in FREE_FIELDS}}
-    return GPTConfig.from_dict(merged), str(run / "tokenizer.json")
+    merged = GPTConfig.from_dict({**model, **{k: v for k, v in cfg.model.items()
+                                              if k in FREE_FIELDS}})
+    ckpt.check_fits(ckpt.checkpoint_dir(run), merged)  # before the model is built for it
+    return merged, str(run / "tokenizer.json")
 
 
 def check_same_tokenizer(tok, cfg):

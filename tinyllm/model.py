@@ -170,20 +170,37 @@ class Transformer(nn.Module):
         self.ln_f = _norm(config)
 
 
-def sizes_in_weights(shapes: dict) -> dict:
-    """The GPTConfig sizes that a GPT's weight shapes fix ({name: shape}, as a checkpoint's
-    header gives them): n_layer from the block names, n_embd from the token embedding, and
-    block_size where positions are learned. A resume checks its config.json against these
-    before it builds the model (a hand-edited n_embd could otherwise ask for terabytes)."""
-    sizes = {"n_layer": len({name.split(".")[2] for name in shapes
-                             if name.startswith("transformer.h.")})}
-    wte = shapes.get("transformer.wte.weight")
-    if wte is not None and len(wte) == 2:
-        sizes["n_embd"] = wte[1]
-    wpe = shapes.get("transformer.wpe.weight")
-    if wpe is not None and len(wpe) == 2:
-        sizes["block_size"] = wpe[0]
-    return sizes
+def weight_shapes(config: GPTConfig) -> dict:
+    """{name: shape} of `GPT(config).state_dict()`, without building the model (the tests
+    check it against the real one): what a checkpoint must hold before a model is built for
+    it, and what a Hugging Face export writes."""
+    C, V, Hd = config.n_embd, config.vocab_size, config.mlp_hidden
+    norm_bias = config.bias and config.norm == "layernorm"
+    mlp_bias = config.bias and config.mlp == "gelu"
+
+    def norm(prefix):
+        return {f"{prefix}.weight": (C,), **({f"{prefix}.bias": (C,)} if norm_bias else {})}
+
+    def linear(prefix, n_in, n_out, bias):
+        return {f"{prefix}.weight": (n_in, n_out), **({f"{prefix}.bias": (n_out,)} if bias else {})}
+
+    shapes = {"transformer.wte.weight": (V, C)}
+    if config.pos == "learned":
+        shapes["transformer.wpe.weight"] = (config.block_size, C)
+    for i in range(config.n_layer):
+        p = f"transformer.h.{i}"
+        shapes.update(norm(f"{p}.ln_1"))
+        shapes.update(linear(f"{p}.attn.c_attn", C, 3 * C, config.bias))
+        shapes.update(linear(f"{p}.attn.c_proj", C, C, config.bias))
+        shapes.update(norm(f"{p}.ln_2"))
+        shapes.update(linear(f"{p}.mlp.c_fc", C, Hd, mlp_bias))
+        if config.mlp == "swiglu":
+            shapes.update(linear(f"{p}.mlp.c_up", C, Hd, False))
+        shapes.update(linear(f"{p}.mlp.c_proj", Hd, C, mlp_bias))
+    shapes.update(norm("transformer.ln_f"))
+    if not config.tie_weights:
+        shapes["lm_head.weight"] = (V, C)
+    return shapes
 
 
 class GPT(nn.Module):

@@ -31,7 +31,7 @@ from autograd.backend import asnumpy
 from tinyllm import checkpoint as ckpt
 from tinyllm.checkpoint import CheckpointError
 from tinyllm.data.dataset import DataFileError
-from tinyllm.model import GPT, GPTConfig, sizes_in_weights
+from tinyllm.model import GPT, GPTConfig
 from tinyllm.run_folder import DEFAULT_OUT, RunFolderError, load_data, new_run_dir  # noqa: F401
 from tinyllm.train_config import (  # noqa: F401  (also the names users import from here)
     PRESETS,
@@ -99,14 +99,7 @@ class Trainer:
             ag.set_default_device(cfg.device)
         if resume:
             self.model_cfg = GPTConfig.from_dict(read_run_config(self.run_dir)["model"])
-            # Before anything is sized from it: config.json must match the saved weights (an
-            # edited n_embd or n_layer would otherwise ask for terabytes or a billion blocks).
-            path, shapes = ckpt.weight_shapes(self.run_dir)
-            for name, saved in sizes_in_weights(shapes).items():
-                if getattr(self.model_cfg, name) != saved:
-                    raise RunFolderError(
-                        f"{self.run_dir / 'config.json'}: model {name} is "
-                        f"{getattr(self.model_cfg, name)}, but the weights in {path} have {saved}")
+            ckpt.check_fits(ckpt.checkpoint_dir(self.run_dir), self.model_cfg)  # before sizing
         elif cfg.init_from:  # continued pre-training: the run's architecture and tokenizer
             from tinyllm import init_from
 

@@ -218,8 +218,8 @@ def test_a_config_larger_than_its_weights_is_refused_before_allocating(template,
         obj["model"]["n_head"] = 1
     path.write_text(json.dumps(obj))
     try:
-        with pytest.raises(ValueError, match=rf"config.json: model {field} is {value}, but the "
-                                             r"weights in .*model.safetensors have \d+"):
+        with pytest.raises(ValueError, match=r"model.safetensors (holds 1 layers|does not fit)"
+                                             r".*config.json"):
             resume(run)
     finally:
         shutil.rmtree(run.parent, ignore_errors=True)
@@ -233,3 +233,24 @@ def test_read_shapes_reads_the_header_alone_with_load_files_checks(template, tmp
     cut.write_bytes(path.read_bytes()[:-4])  # the header intact, the data 4 bytes short
     with pytest.raises(SafetensorsError, match="claims bytes"):
         read_shapes(cut)
+
+
+def test_every_loader_checks_the_config_against_the_weights_first(template):
+    """tinyllm.load, the evaluation's and the fine-tune's run loaders and --init-from refuse
+    an edited config.json the same way, before building anything."""
+    import tinyllm
+    from tinyllm.align.sft import load_run
+    from tinyllm.evaluate.runs import load_run as load_eval_run
+    from tinyllm.init_from import init_config
+
+    run = fresh_copy(template)
+    try:
+        obj = json.loads((run / "config.json").read_text())
+        obj["model"].update(n_embd=290962, n_head=1)
+        (run / "config.json").write_text(json.dumps(obj))
+        init = TrainConfig(init_from=str(run), out_dir=str(run.parent / "next"))
+        for load in (tinyllm.load, load_run, load_eval_run, lambda r: init_config(init)):
+            with pytest.raises(ValueError, match=r"model.safetensors does not fit .*config.json"):
+                load(run)
+    finally:
+        shutil.rmtree(run.parent, ignore_errors=True)

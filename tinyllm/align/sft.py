@@ -85,8 +85,7 @@ def load_run(run_dir):
     if not (run_dir / "config.json").exists():
         raise FileNotFoundError(f"{run_dir}: not a run directory (no config.json)")
     saved = ckpt.read_json(run_dir / "config.json")
-    model = GPT(GPTConfig.from_dict(saved["model"]))
-    ckpt.load_weights(model, ckpt.checkpoint_dir(run_dir))
+    model = ckpt.load_model(saved["model"], ckpt.checkpoint_dir(run_dir))
     return model, BPETokenizer.load(run_dir / "tokenizer.json"), saved
 
 
@@ -185,7 +184,9 @@ class FineTuner:
             saved = ckpt.read_json(self.run_dir / "config.json")
             from tinyllm.tokenizer import BPETokenizer
 
-            self.model = GPT(GPTConfig.from_dict(saved["model"]), seed=cfg.seed)
+            model_config = GPTConfig.from_dict(saved["model"])
+            ckpt.check_fits(ckpt.checkpoint_dir(self.run_dir), model_config)
+            self.model = GPT(model_config, seed=cfg.seed)
             self.tok = BPETokenizer.load(self.run_dir / "tokenizer.json")
         else:
             if (self.run_dir / "checkpoint").exists():

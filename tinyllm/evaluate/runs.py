@@ -21,8 +21,7 @@ class RunError(ValueError):
 
 def load_run(run_dir):
     """(model, tokenizer, config dict) of the run in `run_dir`."""
-    from tinyllm.checkpoint import checkpoint_dir, load_weights, read_json
-    from tinyllm.model import GPT, GPTConfig
+    from tinyllm.checkpoint import checkpoint_dir, load_model, read_json
     from tinyllm.tokenizer import BPETokenizer
 
     run_dir = Path(run_dir)
@@ -34,8 +33,7 @@ def load_run(run_dir):
     config = read_json(run_dir / "config.json")
     if not isinstance(config, dict) or "model" not in config:
         raise RunError(f"{run_dir / 'config.json'}: has no 'model' section")
-    model = GPT(GPTConfig.from_dict(config["model"]))
-    load_weights(model, checkpoint_dir(run_dir))
+    model = load_model(config["model"], checkpoint_dir(run_dir))
     model.eval()
     return model, BPETokenizer.load(run_dir / "tokenizer.json"), config
 

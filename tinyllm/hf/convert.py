@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from tinyllm.model import GPTConfig
+from tinyllm.model import GPTConfig, weight_shapes
 
 GPT2_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")  # the tanh form of GELU, as ours
 LAYERNORM_EPS, RMSNORM_EPS = 1e-5, 1e-6  # what tinyllm/model.py's norms use
@@ -139,36 +139,8 @@ def config_to_hf(config: GPTConfig, special_ids: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # tensor names
 # ---------------------------------------------------------------------------------------------
-def our_shapes(config: GPTConfig) -> dict:
-    """{name: shape} of `GPT(config).state_dict()`, without building the model (the tests
-    check it against the real one)."""
-    C, V, Hd = config.n_embd, config.vocab_size, config.mlp_hidden
-    norm_bias = config.bias and config.norm == "layernorm"
-    mlp_bias = config.bias and config.mlp == "gelu"
-
-    def norm(prefix):
-        return {f"{prefix}.weight": (C,), **({f"{prefix}.bias": (C,)} if norm_bias else {})}
-
-    def linear(prefix, n_in, n_out, bias):
-        return {f"{prefix}.weight": (n_in, n_out), **({f"{prefix}.bias": (n_out,)} if bias else {})}
-
-    shapes = {"transformer.wte.weight": (V, C)}
-    if config.pos == "learned":
-        shapes["transformer.wpe.weight"] = (config.block_size, C)
-    for i in range(config.n_layer):
-        p = f"transformer.h.{i}"
-        shapes.update(norm(f"{p}.ln_1"))
-        shapes.update(linear(f"{p}.attn.c_attn", C, 3 * C, config.bias))
-        shapes.update(linear(f"{p}.attn.c_proj", C, C, config.bias))
-        shapes.update(norm(f"{p}.ln_2"))
-        shapes.update(linear(f"{p}.mlp.c_fc", C, Hd, mlp_bias))
-        if config.mlp == "swiglu":
-            shapes.update(linear(f"{p}.mlp.c_up", C, Hd, False))
-        shapes.update(linear(f"{p}.mlp.c_proj", Hd, C, mlp_bias))
-    shapes.update(norm("transformer.ln_f"))
-    if not config.tie_weights:
-        shapes["lm_head.weight"] = (V, C)
-    return shapes
+# {name: shape} of `GPT(config).state_dict()`, without building the model: the model's own.
+our_shapes = weight_shapes
 
 
 _LLAMA_NAMES = {  # ours (inside transformer.h.{i}) -> HF (inside model.layers.{i}), transposed
