@@ -339,7 +339,7 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads of each framework (BLAS, OpenMP, torch.set_num_threads)")
     parser.add_argument("--compare", choices=["torch"], default=None)
-    parser.add_argument("--step", choices=["S", "M"], default=None,
+    parser.add_argument("--step", choices=["S", "M", "small"], default=None,
                         help="profile the whole training step of this bench_train.py config "
                              "(forward, backward, clipping, AdamW) instead of one M block")
     parser.add_argument("--worker", choices=["ours", "torch"], default=None, help=argparse.SUPPRESS)
