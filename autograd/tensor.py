@@ -254,19 +254,19 @@ class Tensor:
         return _ew.Sqrt.apply(self)
 
     def tanh(self):
-        return _ew.Tanh.apply(self)
+        return _act.Tanh.apply(self)
 
     def sigmoid(self):
-        return _ew.Sigmoid.apply(self)
+        return _act.Sigmoid.apply(self)
 
     def relu(self):
-        return _ew.Relu.apply(self)
+        return _act.Relu.apply(self)
 
     def gelu(self):
-        return _ew.Gelu.apply(self)
+        return _act.Gelu.apply(self)
 
     def silu(self):
-        return _ew.Silu.apply(self)
+        return _act.Silu.apply(self)
 
     def abs(self):
         return _ew.Abs.apply(self)
@@ -380,6 +380,7 @@ def tensor(data, requires_grad=False, dtype=None, device=None, name=None, copy=T
 
 
 # Op modules import Function, which imports this module: import them after Tensor exists.
+from autograd.ops import activations as _act  # noqa: E402
 from autograd.ops import elementwise as _ew  # noqa: E402
 from autograd.ops import linalg as _la  # noqa: E402
 from autograd.ops import reduce as _red  # noqa: E402

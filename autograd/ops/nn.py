@@ -10,7 +10,7 @@ from __future__ import annotations
 from autograd import backend, blas
 from autograd.backend import flat_blocks, get_array_module, is_cupy_array, outer_into, scatter_add
 from autograd.function import Function
-from autograd.ops.elementwise import sigmoid
+from autograd.ops.activations import sigmoid
 from autograd.parallel import run_blocks
 
 

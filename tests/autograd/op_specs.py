@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import autograd as ag
+from autograd.ops import activations as ACT
 from autograd.ops import elementwise as E
 from autograd.ops import linalg as L
 from autograd.ops import reduce as R
@@ -99,13 +100,13 @@ spec(E.PowScalar, lambda a, exponent: a**exponent, lambda a, exponent: a**expone
 spec(E.Exp, lambda a: a.exp(), np.exp, unary())
 spec(E.Log, lambda a: a.log(), np.log, unary(0.2, 3.0))
 spec(E.Sqrt, lambda a: a.sqrt(), np.sqrt, unary(0.2, 3.0))
-spec(E.Tanh, lambda a: a.tanh(), np.tanh, unary())
-spec(E.Sigmoid, lambda a: a.sigmoid(), lambda a: 1 / (1 + np.exp(-a)), unary(-6, 6))
-spec(E.Relu, lambda a: a.relu(), lambda a: np.maximum(a, 0), unary(kinks=(0.0,)),
+spec(ACT.Tanh, lambda a: a.tanh(), np.tanh, unary())
+spec(ACT.Sigmoid, lambda a: a.sigmoid(), lambda a: 1 / (1 + np.exp(-a)), unary(-6, 6))
+spec(ACT.Relu, lambda a: a.relu(), lambda a: np.maximum(a, 0), unary(kinks=(0.0,)),
      nonsmooth=True)
-spec(E.Gelu, lambda a: a.gelu(),
+spec(ACT.Gelu, lambda a: a.gelu(),
      lambda a: 0.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a**3))), unary(-4, 4))
-spec(E.Silu, lambda a: a.silu(), lambda a: a / (1 + np.exp(-a)), unary(-4, 4))
+spec(ACT.Silu, lambda a: a.silu(), lambda a: a / (1 + np.exp(-a)), unary(-4, 4))
 spec(E.Abs, lambda a: a.abs(), np.abs, unary(kinks=(0.0,)), nonsmooth=True)
 spec(E.Maximum, lambda a, b: a.maximum(b), np.maximum, separated_pair, nonsmooth=True)
 spec(E.Minimum, lambda a, b: a.minimum(b), np.minimum, separated_pair, nonsmooth=True)
