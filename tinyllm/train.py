@@ -289,7 +289,8 @@ class Trainer(ResumableRun):
         c = self.cfg
         self.log(f"model: {self.model.num_parameters():,} parameters, "
                  f"{self.model_cfg.n_layer} layers x {self.model_cfg.n_embd} wide, "
-                 f"block {self.model_cfg.block_size}, vocab {self.model_cfg.vocab_size}")
+                 f"block {self.model_cfg.block_size}, vocab {self.model_cfg.vocab_size}; "
+                 f"matrix products on {self._matmul_library()}")
         tokens_per_step = c.batch_size * c.grad_accum * self.model_cfg.block_size
         bar = progress_bar(total=self.total_steps(), initial=self.step, enabled=c.progress)
         outer_log = self.log
@@ -373,7 +374,8 @@ class Trainer(ResumableRun):
         summary.update({"train_tokens": self.train_tokens, "steps": self.step,
                         "tokens_per_s": self.train_tokens / max(wall, 1e-9), "wall_s": wall,
                         "skipped_batches": self.skipped, "world_size": self.dist.size,
-                        "parameters": self.model.num_parameters(), "run_dir": str(self.run_dir)})
+                        "parameters": self.model.num_parameters(), "run_dir": str(self.run_dir),
+                        "matmul": self._matmul_library()})
         summary = rounded(summary)
         ckpt.write_json(self.run_dir / "summary.json", summary)
         from tinyllm.plot import plot_losses
@@ -397,6 +399,15 @@ class Trainer(ResumableRun):
         if threading.current_thread() is not threading.main_thread():
             return None
         return signal.signal(signal.SIGINT, handler)
+
+    def _matmul_library(self):
+        """What runs the matrix products (speed depends on it): CuPy on a GPU, else MKL when
+        the `mkl` extra is installed (autograd/blas.py), else NumPy's own BLAS."""
+        if self.cfg.device != "cpu":
+            return "cupy"
+        from autograd import blas
+
+        return blas.library()
 
     def _plan_steps(self):
         """Fit the step count to the time budget from the speed so far (evaluations included),

@@ -66,6 +66,9 @@ def test_run_directory_contents(tmp_path, corpus):
     summary = json.loads((run / "summary.json").read_text())
     assert {"val_loss", "val_ppl", "val_bpb", "train_tokens", "tokens_per_s", "steps",
             "wall_s"} <= summary.keys()
+    from autograd import blas
+
+    assert summary["matmul"] == blas.library() and summary["matmul"] in ("mkl", "numpy")
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert sum("loss" in x for x in lines) == 4 and any("sample" in x for x in lines)
 
