@@ -42,14 +42,25 @@ def _candidates():
             yield Path(prefix) / "lib" / name
 
 
+def check_choice() -> str:
+    """AUTOGRAD_BLAS ('auto' when unset), checked without loading anything: a bad value, or 'mkl'
+    with no MKL in this environment, is a one-line error. The `tinyllm` command calls it before
+    any work starts (the library itself is loaded at the first product)."""
+    choice = os.environ.get(ENV_CHOICE, "auto").lower()
+    if choice not in ("auto", "mkl", "numpy"):
+        raise ValueError(f"{ENV_CHOICE}={choice!r}: expected 'auto', 'mkl' or 'numpy'")
+    if choice == "mkl" and not any(path.exists() for path in _candidates()):
+        raise RuntimeError(f"{ENV_CHOICE}=mkl but no MKL runtime was found: "
+                           "pip install mkl (or the project's `mkl` extra)")
+    return choice
+
+
 def _load():
     """The MKL runtime with its gemm signatures declared, or None (looked for once)."""
     global _lib
     if _lib is None:
         _lib = False
-        choice = os.environ.get(ENV_CHOICE, "auto").lower()
-        if choice not in ("auto", "mkl", "numpy"):
-            raise ValueError(f"{ENV_CHOICE}={choice!r}: expected 'auto', 'mkl' or 'numpy'")
+        choice = check_choice()
         if choice != "numpy":
             os.environ.setdefault(SPIN_VAR, SPIN_DEFAULT)  # read once, when MKL starts
             for path in _candidates():
@@ -108,10 +119,8 @@ def matmul(a, b, out=None, accumulate=False, bias=None):
             and a.shape[1] == b.shape[0] and 0 not in a.shape and 0 not in b.shape)
     if fast:
         m, n = a.shape[0], b.shape[1]
-        if out is None:
-            out = np.empty((m, n), dtype=a.dtype)
-            if accumulate:
-                out.fill(0)
+        if out is None:  # nothing to add onto
+            out, accumulate = np.empty((m, n), dtype=a.dtype), False
         fa, fb = _operand(a), _operand(b)
         fast = (fa is not None and fb is not None and type(out) is np.ndarray
                 and out.dtype == a.dtype and out.shape == (m, n) and out.flags.c_contiguous

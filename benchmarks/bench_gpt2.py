@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from tinyllm.hf import convert  # noqa: E402
 from tinyllm.hf.files import write_safetensors  # noqa: E402
-from tinyllm.model import GPTConfig  # noqa: E402
+from tinyllm.model import GPTConfig, weight_shapes  # noqa: E402
 
 GPT2_124M = GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)
 
@@ -77,7 +77,7 @@ def write_random_gpt2(folder: Path):
         return lambda: 0.02 * rng.standard_normal(shape, dtype=np.float32)
 
     write_safetensors(folder / "model.safetensors",
-                      {n: (s, make(n, s)) for n, s in convert.our_shapes(GPT2_124M).items()},
+                      {n: (s, make(n, s)) for n, s in weight_shapes(GPT2_124M).items()},
                       {"format": "pt"})
     tok = BPETokenizer.train((ROOT / "README.md").read_text(), 512, pattern="gpt2",
                              special_tokens=["<|endoftext|>"])

@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from autograd import blas
+
+        blas.check_choice()  # AUTOGRAD_BLAS, before any work (MKL itself loads at first use)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

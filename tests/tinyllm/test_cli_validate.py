@@ -163,3 +163,16 @@ def test_load_names_what_is_missing(tmp_path):
     (tmp_path / "config.json").write_text('{"model": {"vocab_size": 300, "n_layer": 1}}')
     with pytest.raises(ValueError, match="no checkpoint"):
         tinyllm.load(tmp_path)
+
+
+@pytest.mark.parametrize("value, message", [("openblas", "AUTOGRAD_BLAS='openblas'"),
+                                            ("mkl", "AUTOGRAD_BLAS=mkl")])
+def test_a_bad_blas_choice_is_refused_before_any_work(value, message, no_training, capsys,
+                                                      monkeypatch, tmp_path):
+    from autograd import blas
+
+    monkeypatch.setattr(blas, "_candidates", lambda: [tmp_path / "no-libmkl_rt.so"])  # no MKL
+    monkeypatch.setenv("AUTOGRAD_BLAS", value)
+    assert main(["train", "--out", str(tmp_path / "run")]) == 1
+    assert message in one_error_line(capsys, "train")
+    assert not (tmp_path / "run").exists()

@@ -11,7 +11,7 @@ from tests.tinyllm.hf_helpers import PROMPT, assert_same_weights, make_run, run_
 from tinyllm.cli import main
 from tinyllm.hf import convert, export_hf, import_hf
 from tinyllm.hf.files import bf16_to_f32, open_safetensors, write_safetensors
-from tinyllm.model import GPT, GPTConfig
+from tinyllm.model import GPT, GPTConfig, weight_shapes
 from tinyllm.safetensors import save_file
 
 LLAMA = dict(pos="rope", mlp="swiglu", norm="rmsnorm", bias=False)
@@ -25,10 +25,10 @@ def tok():
 
 
 @pytest.mark.parametrize("options", CONFIGS)
-def test_our_shapes_are_the_models_state_dict(options):
+def test_weight_shapes_are_the_models_state_dict(options):
     config = GPTConfig(vocab_size=50, block_size=8, n_layer=2, n_head=2, n_embd=16, **options)
     real = {n: tuple(a.shape) for n, a in GPT(config).state_dict().items()}
-    assert convert.our_shapes(config) == real
+    assert weight_shapes(config) == real
 
 
 @pytest.mark.parametrize("options", CONFIGS)

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from tinyllm.model import GPTConfig, weight_shapes
+from tinyllm.model import GPTConfig
 
 GPT2_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")  # the tanh form of GELU, as ours
 LAYERNORM_EPS, RMSNORM_EPS = 1e-5, 1e-6  # what tinyllm/model.py's norms use
@@ -139,10 +139,6 @@ def config_to_hf(config: GPTConfig, special_ids: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # tensor names
 # ---------------------------------------------------------------------------------------------
-# {name: shape} of `GPT(config).state_dict()`, without building the model: the model's own.
-our_shapes = weight_shapes
-
-
 _LLAMA_NAMES = {  # ours (inside transformer.h.{i}) -> HF (inside model.layers.{i}), transposed
     "attn.c_proj": "self_attn.o_proj", "mlp.c_fc": "mlp.gate_proj", "mlp.c_up": "mlp.up_proj",
     "mlp.c_proj": "mlp.down_proj"}

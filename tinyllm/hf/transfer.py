@@ -20,7 +20,7 @@ from tinyllm import checkpoint as ckpt
 from tinyllm.hf import convert
 from tinyllm.hf.files import as_float32, open_weights, refuse_pickles, write_safetensors
 from tinyllm.hf.tokenizer import eos_token, load_hf_tokenizer, save_hf_tokenizer
-from tinyllm.model import GPTConfig
+from tinyllm.model import GPTConfig, weight_shapes
 from tinyllm.safetensors import load_file
 
 _GPT2_BUFFERS = (["attn", "bias"], ["attn", "masked_bias"])  # causal masks old GPT-2 files carry
@@ -65,7 +65,7 @@ def import_recipes(config: GPTConfig, tensors: dict) -> dict:
     if config.tie_weights:
         tensors.pop("lm_head.weight", None)  # a tied head saved anyway is the embedding again
     recipes, used = {}, set()
-    for name, shape in convert.our_shapes(config).items():
+    for name, shape in weight_shapes(config).items():
         sources, how = convert.to_hf_sources(config, name)
         for source in sources:
             if source not in tensors:
@@ -130,13 +130,13 @@ def export_hf(run, out) -> Path:
     config = GPTConfig.from_dict(ckpt.read_json(run / "config.json")["model"])
     kind = convert.hf_kind(config)
     weights, _ = load_file(ckpt.checkpoint_dir(run) / "model.safetensors")
-    expected = convert.our_shapes(config)
+    expected = weight_shapes(config)
     if set(weights) != set(expected):
         odd = sorted(set(weights) ^ set(expected))
         raise ValueError(f"{run}: model.safetensors does not fit config.json (e.g. {odd[0]!r})")
     tok = BPETokenizer.load(run / "tokenizer.json")
     if kind == "gpt2" and not config.bias:  # GPT2LMHeadModel always has biases: zeros add nothing
-        full = convert.our_shapes(GPTConfig.from_dict({**config.to_dict(), "bias": True}))
+        full = weight_shapes(GPTConfig.from_dict({**config.to_dict(), "bias": True}))
         weights = {n: weights.get(n, np.zeros(s, np.float32)) for n, s in full.items()}
     hf_tensors = {}
     for name, array in weights.items():
