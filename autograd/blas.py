@@ -91,6 +91,18 @@ def library() -> str:
     return "mkl" if using_mkl() else "numpy"
 
 
+def set_threads_here(n: int) -> int:
+    """How many threads MKL may use for the products this thread calls (0: back to the
+    process-wide setting); returns the previous value. A no-op returning 0 without MKL.
+    (MKL keeps this per thread, so two threads computing at once can each ask for one.)"""
+    lib = _load()
+    if lib is None:
+        return 0
+    fn = lib.MKL_Set_Num_Threads_Local
+    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+    return fn(int(n))
+
+
 def _operand(a):
     """(transpose flag, leading dimension) telling BLAS how to read 2-D `a`, or None if it can't:
     rows contiguous (stride 1 along a row) is read as is, columns contiguous as a transpose."""

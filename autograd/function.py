@@ -37,6 +37,7 @@ When a node is recorded, each tensor whose array `forward` saved (an input, or t
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import numpy as np
 
@@ -156,30 +157,36 @@ def _describe(t):
 # (a view's flag cannot be restored while its owner is read-only), and each is made writeable
 # again when its last watcher lets go, so an array someone else made read-only stays so.
 _locks: dict[int, list] = {}
+# Graphs built on several threads at once (autograd.nn.shards) watch the same weights: the count
+# is read, changed and written back under this lock. Re-entrant, because the garbage collector
+# may free a node (Node.__del__ -> _unwatch) in the middle of _watch on the same thread.
+_locks_guard = threading.RLock()
 
 
 def _watch(arr) -> int:
     """Watch `arr` on behalf of one more node; returns its write count so far."""
-    entry = _locks.get(id(arr))
-    if entry is None:
-        flags = arr.flags if type(arr) is np.ndarray and arr.base is None else None
-        flip = flags is not None and flags.writeable
-        if flip:  # CuPy arrays have no flag; read-only arrays are someone else's choice
-            flags.writeable = False
-        entry = _locks[id(arr)] = [arr, 0, 0, flip]
-    entry[1] += 1
-    return entry[2]
+    with _locks_guard:
+        entry = _locks.get(id(arr))
+        if entry is None:
+            flags = arr.flags if type(arr) is np.ndarray and arr.base is None else None
+            flip = flags is not None and flags.writeable
+            if flip:  # CuPy arrays have no flag; read-only arrays are someone else's choice
+                flags.writeable = False
+            entry = _locks[id(arr)] = [arr, 0, 0, flip]
+        entry[1] += 1
+        return entry[2]
 
 
 def _unwatch(arr):
-    entry = _locks.get(id(arr))
-    if entry is None:
-        return
-    entry[1] -= 1
-    if entry[1] == 0:
-        del _locks[id(arr)]
-        if entry[3]:
-            arr.flags.writeable = True
+    with _locks_guard:
+        entry = _locks.get(id(arr))
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _locks[id(arr)]
+            if entry[3]:
+                arr.flags.writeable = True
 
 
 @contextlib.contextmanager
@@ -192,7 +199,8 @@ def modifying(tensor):
             p.data -= lr * p.grad
     """
     arr, owner = tensor.data, _owner(tensor.data)
-    entries = [_locks[id(a)] for a in (arr, owner) if a is not None and id(a) in _locks]
+    with _locks_guard:
+        entries = [_locks[id(a)] for a in (arr, owner) if a is not None and id(a) in _locks]
     frozen = [e for e in entries if e[3]]
     for e in frozen:
         e[0].flags.writeable = True
@@ -200,11 +208,12 @@ def modifying(tensor):
         yield arr
     finally:
         tensor._version += 1
-        for e in entries:
-            e[2] += 1
-        for e in frozen:
-            if _locks.get(id(e[0])) is e:  # still watched (no node let go inside the block)
-                e[0].flags.writeable = False
+        with _locks_guard:
+            for e in entries:
+                e[2] += 1
+            for e in frozen:
+                if _locks.get(id(e[0])) is e:  # still watched (no node let go inside the block)
+                    e[0].flags.writeable = False
 
 
 class Function:

@@ -18,6 +18,7 @@ the program has set one of its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -33,15 +34,22 @@ def _default_threads() -> int:
     chosen = os.environ.get("AUTOGRAD_NUM_THREADS")
     if chosen is None and "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
         return 1  # OpenBLAS's workers may spin on the other cores: a pool would fight them
-    for var in ("AUTOGRAD_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+    if chosen is not None and chosen.strip().isdigit() and int(chosen) > 0:
+        return min(int(chosen), _MAX_THREADS)
+    return min(cpu_threads(), _MAX_THREADS)
+
+
+def cpu_threads() -> int:
+    """The threads this process may compute on: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS when
+    set (as the BLAS reads them), else the cores it may run on."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         value = os.environ.get(var, "")
         if value.strip().isdigit() and int(value) > 0:
-            return min(int(value), _MAX_THREADS)
+            return int(value)
     try:
-        cores = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, _MAX_THREADS))
+        return os.cpu_count() or 1
 
 
 def num_threads() -> int:
@@ -70,7 +78,7 @@ def run_blocks(work, blocks, uses_blas=False) -> None:
     blocks run, where its thread count can be set (OpenBLAS); elsewhere such blocks run on the
     calling thread alone, with the BLAS's threads."""
     n = min(num_threads(), len(blocks))
-    blas = _blas_threads() if uses_blas and n > 1 else None
+    blas = openblas_threads() if uses_blas and n > 1 else None
     if n <= 1 or getattr(_inside, "flag", False) or (uses_blas and blas is None):
         for blk in blocks:
             work(blk)
@@ -91,6 +99,18 @@ def run_blocks(work, blocks, uses_blas=False) -> None:
             f.result()  # waits, and raises what the block raised
         if blas is not None:
             set_threads(before)
+
+
+@contextlib.contextmanager
+def inline():
+    """Inside this block, `run_blocks` and `binary` on this thread do all their work on it:
+    for a thread that is itself one of several working at once (autograd.nn.shards)."""
+    before = getattr(_inside, "flag", False)
+    _inside.flag = True
+    try:
+        yield
+    finally:
+        _inside.flag = before
 
 
 # Below this many elements a binary op runs on the calling thread: waking a pool thread costs
@@ -119,7 +139,7 @@ def binary(ufunc, a, b):
     return out
 
 
-def _blas_threads():
+def openblas_threads():
     """(get, set) for the number of threads of the OpenBLAS that NumPy loaded, or None when it
     cannot be found (another BLAS, or not Linux). Found once, by its path in /proc/self/maps
     (NumPy loads it privately, so it is not among the process's global symbols)."""

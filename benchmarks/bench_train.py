@@ -53,13 +53,17 @@ def _sync(device):
         _cupy().cuda.Device().synchronize()
 
 
-def ours(cfg, device, dtype="float32", head="fused"):
+def ours(cfg, device, dtype="float32", head="fused", shards=None):
     """A step function for tinyllm's GPT: returns (forward, backward, optimizer) seconds.
     head="fused": the output layer and loss as one op that never holds the (B, T, V) logits
-    (what training uses); "composed": linear, then cross_entropy (the logits materialised)."""
+    (what training uses); "composed": linear, then cross_entropy (the logits materialised).
+    shards: threads that share each batch (autograd.nn.shards; None: as `tinyllm train`
+    decides). With more than one, forward and backward run together on each thread, so the
+    step returns (forward + backward, None, optimizer)."""
     import autograd as ag
+    from autograd.nn.shards import ThreadShards
     from tinyllm.model import GPT, GPTConfig
-    from tinyllm.train import param_groups
+    from tinyllm.train import TrainConfig, param_groups
 
     if device == "cuda":
         ag.set_default_device("cuda")
@@ -71,11 +75,24 @@ def ours(cfg, device, dtype="float32", head="fused"):
     batches = [(rng.integers(0, cfg["vocab_size"], shape), rng.integers(0, cfg["vocab_size"], shape))
                for _ in range(4)]
     state = {"i": 0}
+    if shards is None:
+        shards = TrainConfig(batch_size=cfg["batch_size"], device=device).thread_shards()
+    split = ThreadShards(model, shards, rng=model.rng) if shards > 1 else None
 
     def step():
         x, y = batches[state["i"] % 4]
         state["i"] += 1
         t0 = time.perf_counter()
+        if split is not None:  # each part's loss weighted by its rows: they add up to the mean
+            parts = [(xs, ys, len(xs) / len(x)) for xs, ys in
+                     zip(np.array_split(x, shards), np.array_split(y, shards))]
+            split.run(lambda m, p: m(p[0], p[1], return_logits=head == "composed")[1] * p[2],
+                      parts)
+            t1 = time.perf_counter()
+            ag.optim.clip_grad_norm(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad()
+            return t1 - t0, None, time.perf_counter() - t1
         loss = model(x, y, return_logits=head == "composed")[1]
         _sync(device)
         t1 = time.perf_counter()
@@ -88,6 +105,7 @@ def ours(cfg, device, dtype="float32", head="fused"):
         _sync(device)
         return t1 - t0, t2 - t1, time.perf_counter() - t2
 
+    step.shards = shards
     return step, model.estimate_flops_per_token(), model.num_parameters()
 
 
@@ -156,11 +174,16 @@ def matmul_peak(device, n=2048):
 
 
 def summarize(times, tokens_per_step):
-    total = [sum(t) for t in times]
+    """Median step and its parts (forward and backward as one where the steps ran them
+    together on several threads: their backward time is None)."""
+    total = [sum(x for x in t if x is not None) for t in times]
     med = statistics.median(total)
-    split = [statistics.median(t[i] for t in times) for i in range(3)]
+    split = [statistics.median(t[i] for t in times) if times[0][i] is not None else None
+             for i in range(3)]
+    names = ("forward_ms", "backward_ms") if split[1] is not None else ("forward_backward_ms",)
+    parts = dict(zip(names, split))
     return {"tokens_per_s": round(tokens_per_step / med, 1), "step_ms": round(med * 1e3, 2),
-            "forward_ms": round(split[0] * 1e3, 2), "backward_ms": round(split[1] * 1e3, 2),
+            **{k: round(v * 1e3, 2) for k, v in parts.items()},
             "optimizer_ms": round(split[2] * 1e3, 2)}
 
 
@@ -185,7 +208,7 @@ def worker(args):
         torch.set_num_threads(args.threads)
         step = theirs(cfg, args.device)
     else:
-        step = ours(cfg, args.device, args.dtype, args.head)[0]
+        step = ours(cfg, args.device, args.dtype, args.head, args.shards)[0]
     for _ in range(args.warmup):
         step()
     times = [step() for _ in range(args.steps)]
@@ -203,25 +226,29 @@ def worker(args):
     if args.worker == "ours":
         from autograd import blas
 
-        report["blas"] = blas.library()
+        report["blas"], report["shards"] = blas.library(), step.shards
     print(json.dumps(report))
 
 
 def run_worker(args, framework):
     """Start a fresh process for one framework, its BLAS and OpenMP pools pinned to --threads.
-    "ours_numpy_blas" is ours with AUTOGRAD_BLAS=numpy: NumPy's OpenBLAS even where MKL is."""
+    "ours_numpy_blas" is ours with AUTOGRAD_BLAS=numpy: NumPy's OpenBLAS even where MKL is;
+    "ours_one_shard" is ours with each batch on one thread (--shards 1)."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(args.threads)
+    shards = [] if args.shards is None else ["--shards", str(args.shards)]
     if framework == "ours_numpy_blas":
         env["AUTOGRAD_BLAS"], framework = "numpy", "ours"
+    if framework == "ours_one_shard":
+        shards, framework = ["--shards", "1"], "ours"
     if framework == "ours":  # as the tinyllm command runs it (a value you set is kept)
         from tinyllm.blas_spin import bound_blas_spin
 
         bound_blas_spin(env)
     cmd = [sys.executable, __file__, "--config", args.config, "--device", args.device,
            "--dtype", args.dtype, "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--threads", str(args.threads), "--head", args.head, "--worker", framework]
+           "--threads", str(args.threads), "--head", args.head, "--worker", framework, *shards]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"the {framework} worker failed:\n{out.stderr}")
@@ -245,11 +272,18 @@ def main():
     parser.add_argument("--numpy-blas-too", action="store_true",
                         help="also time ours on NumPy's own BLAS (AUTOGRAD_BLAS=numpy), in the "
                              "same alternation: what the mkl extra adds")
+    parser.add_argument("--shards", type=int, default=None,
+                        help="threads that share each batch (autograd.nn.shards); default: as "
+                             "`tinyllm train` decides (2 on 2 or more threads)")
+    parser.add_argument("--one-shard-too", action="store_true",
+                        help="also time ours with each batch on one thread (--shards 1), in the "
+                             "same alternation: what the batch shards add")
     parser.add_argument("--worker", choices=["ours", "torch"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
-    frameworks = ["ours"] + ["ours_numpy_blas"] * args.numpy_blas_too
+    frameworks = (["ours"] + ["ours_numpy_blas"] * args.numpy_blas_too
+                  + ["ours_one_shard"] * args.one_shard_too)
     if args.compare == "torch":
         try:
             import torch  # noqa: F401  (only to know it is there; the worker imports it)
@@ -282,6 +316,7 @@ def main():
         s["peak_memory_mb"] = max(r["peak_mb"] for r in rounds[name])
         if "blas" in rounds[name][0]:
             s["blas"] = rounds[name][0]["blas"]  # our matrix products: MKL, or NumPy's BLAS
+            s["shards"] = rounds[name][0]["shards"]
         result[name] = s
     if "torch" in result:
         for name in frameworks[:-1]:

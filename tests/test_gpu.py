@@ -275,6 +275,8 @@ ALLOWED = {
     ("autograd/tensor.py", "Tensor.__repr__"): "applied to asnumpy(self.data), a host copy",
     ("autograd/nn/layers.py", "<module>"): "the host generator that draws initial weights",
     ("autograd/nn/layers.py", "manual_seed"): "the host generator that draws initial weights",
+    ("autograd/nn/shards.py", "ThreadShards.__init__"): "host generators for the twins' dropout",
+    ("autograd/nn/shards.py", "ThreadShards.seed"): "host generators for the twins' dropout",
     ("autograd/nn/layers.py", "_zeros"): "a host array that _param moves to the default device",
     ("autograd/nn/layers.py", "_ones"): "a host array that _param moves to the default device",
     ("tinyllm/model.py", "GPT.__init__"): "the host generator for weights and dropout",

@@ -136,6 +136,7 @@ class Trainer(ResumableRun):
             init_from.load_init_weights(self.model, cfg)
         self.optimizer = optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
                                      betas=(cfg.beta1, cfg.beta2))
+        self.shards = self._thread_shards()
         self.step = 0
         self._phase = None  # where in a step we are: None (between steps), compute, update...
         self.planned_steps = None if cfg.max_minutes else cfg.max_steps
@@ -190,6 +191,9 @@ class Trainer(ResumableRun):
         for micro in range(c.grad_accum):
             self.grads.before_backward(self.step, micro, c.grad_accum)
             x, y = self.train_loader.next_batch()
+            if self.shards is not None:
+                total += self._sharded_backward(x, y, micro)
+                continue
             loss = self.model(x, y, return_logits=False)[1]  # the (B, T, V) logits never held
             if c.grad_accum > 1:
                 loss = loss * (1.0 / c.grad_accum)
@@ -214,6 +218,33 @@ class Trainer(ResumableRun):
         self._phase = "updated"
         self._finish_step()
         return total
+
+    def _thread_shards(self):
+        """The ThreadShards that split each micro-batch over threads, or None for one."""
+        from autograd.nn.shards import ThreadShards
+
+        n = self.cfg.thread_shards(self.dist.size)
+        if n > 1 and self.dist.size > 1:
+            raise ValueError("shards: over several MPI ranks each rank is one thread; "
+                             "leave --shards out (or 1)")
+        return ThreadShards(self.model, n, rng=self.model.rng) if n > 1 else None
+
+    def _sharded_backward(self, x, y, micro):
+        """Forward and backward of one micro-batch, its rows cut into parts that run at once
+        (autograd.nn.shards). Part k's loss is weighted by its share of the scored tokens, so
+        the parts add up to the batch's loss and gradient. Part 0 draws its dropout masks from
+        the model's generator; the others from generators seeded by (seed, step, micro, part),
+        so a resumed run is exact."""
+        n, c = self.shards.n, self.cfg
+        xs, ys = np.array_split(x, n), np.array_split(y, n)
+        counts = [int((part != -100).sum()) for part in ys]
+        whole = sum(counts) or 1
+        weights = [count / whole / c.grad_accum for count in counts]
+        self.shards.seed([[c.seed, self.step, micro, k] for k in range(1, n)])
+        losses = self.shards.run(
+            lambda model, part: model(part[0], part[1], return_logits=False)[1] * part[2],
+            list(zip(xs, ys, weights)))
+        return sum(losses)
 
     def _finish_step(self):
         """The bookkeeping after an applied update, computed from the step's start so that
@@ -290,7 +321,8 @@ class Trainer(ResumableRun):
         self.log(f"model: {self.model.num_parameters():,} parameters, "
                  f"{self.model_cfg.n_layer} layers x {self.model_cfg.n_embd} wide, "
                  f"block {self.model_cfg.block_size}, vocab {self.model_cfg.vocab_size}; "
-                 f"matrix products on {self._matmul_library()}")
+                 f"matrix products on {self._matmul_library()}; "
+                 f"{self.shards.n if self.shards else 1} thread(s) share each batch")
         tokens_per_step = c.batch_size * c.grad_accum * self.model_cfg.block_size
         bar = progress_bar(total=self.total_steps(), initial=self.step, enabled=c.progress)
         outer_log = self.log
@@ -375,7 +407,8 @@ class Trainer(ResumableRun):
                         "tokens_per_s": self.train_tokens / max(wall, 1e-9), "wall_s": wall,
                         "skipped_batches": self.skipped, "world_size": self.dist.size,
                         "parameters": self.model.num_parameters(), "run_dir": str(self.run_dir),
-                        "matmul": self._matmul_library()})
+                        "matmul": self._matmul_library(),
+                        "shards": self.shards.n if self.shards else 1})
         summary = rounded(summary)
         ckpt.write_json(self.run_dir / "summary.json", summary)
         from tinyllm.plot import plot_losses

@@ -38,7 +38,7 @@ def test_an_error_in_a_pool_thread_reaches_the_caller(two_threads):
 
 
 def test_blas_is_held_to_one_thread_inside_and_restored_after(two_threads):
-    blas = parallel._blas_threads()
+    blas = parallel.openblas_threads()
     if blas is None:
         pytest.skip("the BLAS's thread count cannot be set here (not OpenBLAS on Linux)")
     get_threads, _ = blas

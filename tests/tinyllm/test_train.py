@@ -39,21 +39,39 @@ def weights(run_dir):
     return load_file(folder / "model.safetensors")[0]
 
 
-def test_resume_is_bit_identical(tmp_path, corpus):
+@pytest.mark.parametrize("shards", [1, 2])
+def test_resume_is_bit_identical(tmp_path, corpus, shards):
     quiet = lambda msg: None  # noqa: E731
-    straight = Trainer(config(tmp_path / "a", corpus), log=quiet)
+    straight = Trainer(config(tmp_path / "a", corpus, shards=shards), log=quiet)
     summary = straight.run()
     assert summary["steps"] == 8 and np.isfinite(summary["val_bpb"])
+    assert summary["shards"] == shards
 
-    first = Trainer(config(tmp_path / "b", corpus), log=quiet)
+    first = Trainer(config(tmp_path / "b", corpus, shards=shards), log=quiet)
     assert first.run(stop_at=3) is None
-    resumed = Trainer(config(tmp_path / "b", corpus), resume=True, log=quiet)
+    resumed = Trainer(config(tmp_path / "b", corpus, shards=shards), resume=True, log=quiet)
     assert resumed.step == 3
     resumed.run()
     a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_batch_shards_train_as_the_whole_batch(tmp_path, corpus):
+    """Without dropout, a batch cut into threads' parts (autograd.nn.shards) takes the same
+    steps as the whole batch, to float32 rounding; with dropout its runs repeat exactly."""
+    def losses(name, **kw):
+        Trainer(config(tmp_path / name, corpus, max_steps=5, **kw), log=lambda m: None).run()
+        rows = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return [r["loss"] for r in rows if "loss" in r]
+
+    plain = {"model": {**config(tmp_path, corpus).model, "dropout": 0.0}}
+    np.testing.assert_allclose(losses("one", shards=1, **plain), losses("two", shards=2, **plain),
+                               rtol=2e-5)
+    assert losses("drop1", shards=2) == losses("drop2", shards=2)
+    with pytest.raises(ValueError, match="shards must be at most batch_size"):
+        config(tmp_path / "x", corpus, shards=5).check()
 
 
 def test_run_directory_contents(tmp_path, corpus):
