@@ -184,12 +184,18 @@ DEFAULT_SWITCH_INTERVAL = 0.005
 POOL_SWITCH_INTERVAL = 1e-4
 
 
+def shorten_switch_interval() -> None:
+    """Set POOL_SWITCH_INTERVAL, unless the program has set an interval of its own: for
+    threads that compute at once and hand the GIL to each other between NumPy calls."""
+    if sys.getswitchinterval() == DEFAULT_SWITCH_INTERVAL:
+        sys.setswitchinterval(POOL_SWITCH_INTERVAL)
+
+
 def _executor():
     if _state["executor"] is None:
         from concurrent.futures import ThreadPoolExecutor
 
-        if sys.getswitchinterval() == DEFAULT_SWITCH_INTERVAL:  # one the program set is kept
-            sys.setswitchinterval(POOL_SWITCH_INTERVAL)
+        shorten_switch_interval()
         _state["executor"] = ThreadPoolExecutor(num_threads() - 1,
                                                 thread_name_prefix="autograd-pool")
     return _state["executor"]

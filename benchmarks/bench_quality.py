@@ -3,7 +3,7 @@
     python benchmarks/bench_quality.py --compare torch               # the preset's 4.5 minutes
     python benchmarks/bench_quality.py --compare torch --minutes 0.5 # a quick look
 
-Both train the same model (the `small` preset: 4 layers x 128 wide, dropout 0.2) from the same
+Both train the same model (the `small` preset: 6 layers x 128 wide, dropout 0.25) from the same
 initial weights on the same prepared data and tokenizer, with the same batches, optimizer
 (AdamW, decay on 2-D weights), warmup + cosine schedule, gradient clipping and time budget, each
 framework in its own process with 2 threads. The step count is planned to fit the budget the way

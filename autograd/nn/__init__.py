@@ -26,10 +26,12 @@ from autograd.nn.module import (
     Sequential,
     StateDictError,
 )
+from autograd.nn.shards import ThreadShards, replicate
 
 __all__ = [
     "Module", "Parameter", "Sequential", "ModuleList", "LoadResult", "StateDictError",
     "Linear", "Embedding", "LayerNorm", "RMSNorm", "Dropout", "CausalSelfAttention",
     "manual_seed", "default_rng",
     "LoRALinear", "disable_adapters", "lora_layers",
+    "ThreadShards", "replicate",
 ]

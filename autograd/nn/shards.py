@@ -20,6 +20,9 @@ How.
   process-wide, MKL's is set per thread), and autograd.parallel's pool is not used.
 - Random numbers: a twin's modules hold a generator of their own where the model's modules hold
   the model's (dropout masks); `seed` sets them, so a caller can make every step reproducible.
+- Hooks registered on the model's parameters see shard 0's gradient only (the twins' arrive
+  afterwards, added in): gradient hooks that must see the whole batch's gradient (tinyllm's
+  MPI all-reduce) need one shard.
 """
 
 from __future__ import annotations
@@ -140,6 +143,7 @@ class ThreadShards:
 
     def _executor(self):
         if self._pool is None:
+            parallel.shorten_switch_interval()  # as the pool does, and for the same reason
             self._pool = ThreadPoolExecutor(self.n - 1, thread_name_prefix="autograd-shard",
                                             initializer=blas.set_threads_here,
                                             initargs=(self.blas_threads,))
