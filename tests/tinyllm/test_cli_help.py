@@ -24,8 +24,8 @@ def help_text(capsys, *command):
 def test_train_help_shows_the_default_presets_values_and_every_choice(capsys):
     text = help_text(capsys, "train")
     options = text[text.index("options:"):]  # past the usage lines
-    for flag, default in [("--vocab-size", "2048"), ("--block-size", "128"), ("--dropout", "0.2"),
-                          ("--lr", "0.003"), ("--max-minutes", "4.5")]:
+    for flag, default in [("--vocab-size", "2048"), ("--block-size", "128"), ("--dropout", "0.25"),
+                          ("--n-layer", "6"), ("--lr", "0.003"), ("--max-minutes", "4.5")]:
         assert re.search(rf"{flag} \S+ [^-]*default: {re.escape(default)}\b", options), flag
     assert "tiny: 512" in text and "medium: 4096" in text  # the other presets' values too
     for choices in ("{learned,rope}", "{gelu,swiglu}", "{layernorm,rmsnorm}", "{float32,float64}",
