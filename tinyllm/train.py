@@ -231,19 +231,16 @@ class Trainer(ResumableRun):
 
     def _sharded_backward(self, x, y, micro):
         """Forward and backward of one micro-batch, its rows cut into parts that run at once
-        (autograd.nn.shards). Part k's loss is weighted by its share of the scored tokens, so
-        the parts add up to the batch's loss and gradient. Part 0 draws its dropout masks from
-        the model's generator; the others from generators seeded by (seed, step, micro, part),
-        so a resumed run is exact."""
+        (autograd.nn.shards). Every target of a pre-training batch is scored, so part k's mean
+        loss weighted by its share of the rows adds up to the batch's loss, and the gradients
+        to its gradient. Part 0 draws its dropout masks from the model's generator; the others
+        from generators seeded by (seed, step, micro, part), so a resumed run is exact."""
         n, c = self.shards.n, self.cfg
-        xs, ys = np.array_split(x, n), np.array_split(y, n)
-        counts = [int((part != -100).sum()) for part in ys]
-        whole = sum(counts) or 1
-        weights = [count / whole / c.grad_accum for count in counts]
+        parts = [(xs, ys, len(xs) / len(x) / c.grad_accum)
+                 for xs, ys in zip(np.array_split(x, n), np.array_split(y, n))]
         self.shards.seed([[c.seed, self.step, micro, k] for k in range(1, n)])
         losses = self.shards.run(
-            lambda model, part: model(part[0], part[1], return_logits=False)[1] * part[2],
-            list(zip(xs, ys, weights)))
+            lambda model, part: model(part[0], part[1], return_logits=False)[1] * part[2], parts)
         return sum(losses)
 
     def _finish_step(self):
