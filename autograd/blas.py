@@ -73,6 +73,8 @@ def _load():
                     i, p = ctypes.c_int, ctypes.c_void_p
                     fn.argtypes = [i, i, i, i, i, i, real, p, i, p, i, real, p, i]
                     fn.restype = None
+                local = lib.MKL_Set_Num_Threads_Local  # see set_threads_here
+                local.argtypes, local.restype = [ctypes.c_int], ctypes.c_int
                 _lib = lib
                 break
             if choice == "mkl" and not _lib:
@@ -96,11 +98,7 @@ def set_threads_here(n: int) -> int:
     process-wide setting); returns the previous value. A no-op returning 0 without MKL.
     (MKL keeps this per thread, so two threads computing at once can each ask for one.)"""
     lib = _load()
-    if lib is None:
-        return 0
-    fn = lib.MKL_Set_Num_Threads_Local
-    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-    return fn(int(n))
+    return 0 if lib is None else lib.MKL_Set_Num_Threads_Local(int(n))
 
 
 def _operand(a):

@@ -88,6 +88,7 @@ def ours(cfg, device, dtype="float32", head="fused", shards=None):
                      zip(np.array_split(x, shards), np.array_split(y, shards))]
             split.run(lambda m, p: m(p[0], p[1], return_logits=head == "composed")[1] * p[2],
                       parts)
+            _sync(device)
             t1 = time.perf_counter()
             ag.optim.clip_grad_norm(model.parameters(), 1.0)
             opt.step()

@@ -70,6 +70,9 @@ class Trainer(ResumableRun):
         # gradients over the ranks; only rank 0 writes files. One process: both do nothing.
         self.dist, self.grads = dist or SingleProcess(), LocalGradients()
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        if (cfg.shards or 1) > 1 and self.dist.size > 1:  # before any data is prepared
+            raise ValueError("shards: over several MPI ranks each rank computes on its own "
+                             "core already; leave --shards out (or 1)")
         if resume:
             self.run_dir = Path(cfg.out_dir or DEFAULT_OUT)
             try:
@@ -224,9 +227,6 @@ class Trainer(ResumableRun):
         from autograd.nn.shards import ThreadShards
 
         n = self.cfg.thread_shards(self.dist.size)
-        if n > 1 and self.dist.size > 1:
-            raise ValueError("shards: over several MPI ranks each rank is one thread; "
-                             "leave --shards out (or 1)")
         return ThreadShards(self.model, n, rng=self.model.rng) if n > 1 else None
 
     def _sharded_backward(self, x, y, micro):

@@ -92,7 +92,9 @@ class ThreadShards:
     def run(self, loss_fn, parts, backward=True) -> list:
         """For each shard k: loss_k = loss_fn(module_k, parts[k]) (the model for k = 0, twin k
         after), then loss_k.backward() unless backward=False. Returns the losses as floats.
-        The twins' gradients end up added into the model's parameters' `.grad`."""
+        The twins' gradients end up added into the model's parameters' `.grad`. If a shard
+        raises, the error is raised once all have finished; the twins' gradients are dropped,
+        and the model's hold whatever shard 0 got to (a caller that retries zeroes them)."""
         if len(parts) != self.n:
             raise ValueError(f"ThreadShards.run: {len(parts)} parts for {self.n} shards")
         self._align()

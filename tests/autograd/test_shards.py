@@ -2,6 +2,7 @@
 must give the gradient of the whole batch, leave the model's arrays shared (never copied), and
 be the same on every run."""
 
+import sys
 import threading
 
 import numpy as np
@@ -81,7 +82,7 @@ def test_twins_share_the_arrays_and_follow_the_model():
     assert model.a.bias.grad is None and twin.a.bias.grad is None
 
 
-def test_the_same_seeds_give_the_same_gradients_and_dropout_differs_by_part():
+def test_the_same_seeds_give_the_same_gradients_and_other_seeds_other_masks():
     def run(seeds):
         model = TinyNet(np.random.default_rng(0), p=0.5)
         shards = ThreadShards(model, 2, rng=model.rng)
@@ -142,16 +143,23 @@ def test_watching_one_array_from_many_threads_keeps_count():
 
     def churn():
         start.wait()
-        for _ in range(2000):
+        for _ in range(10000):
             _watch(arr)
             _unwatch(arr)
         _watch(arr)
 
-    threads = [threading.Thread(target=churn) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # A thread switch every microsecond: without the lock, threads are often interrupted
+    # between reading a count and writing it back, and the final count comes out wrong.
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=churn) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(before)
     assert _locks[id(arr)][1] == 4 and not arr.flags.writeable
     for _ in range(4):
         _unwatch(arr)

@@ -74,6 +74,16 @@ def test_batch_shards_train_as_the_whole_batch(tmp_path, corpus):
         config(tmp_path / "x", corpus, shards=5).check()
 
 
+def test_shards_under_mpi_are_refused_before_any_data_is_read(tmp_path):
+    class TwoRanks:  # only what the refusal looks at
+        size, rank, is_root = 2, 0, True
+
+    missing = str(tmp_path / "no-such-data")  # would fail later, if data were read first
+    with pytest.raises(ValueError, match="shards: over several MPI ranks"):
+        Trainer(config(tmp_path / "run", missing, shards=2), dist=TwoRanks(), log=lambda m: None)
+    assert not (tmp_path / "run").exists()
+
+
 def test_run_directory_contents(tmp_path, corpus):
     run = tmp_path / "run"
     Trainer(config(run, corpus, max_steps=4), log=lambda m: None).run()
