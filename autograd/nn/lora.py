@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 
+from autograd import blas
 from autograd import functional as F
 from autograd.function import Function
 from autograd.grad_mode import no_grad
@@ -64,10 +65,10 @@ class LoRALinearFn(Function):
     @staticmethod
     def forward(ctx, x, h, w, a, bm, b=None, *, scale):
         u = (_rows(h) @ a) * scale
-        out = _rows(x) @ w
+        # The base product exactly as nn.Linear makes it (bias first, gemm adds onto it), so a
+        # fresh adapter (B = 0) gives the base layer's output to the last bit on any BLAS.
+        out = blas.matmul(_rows(x), w, bias=b)
         out += u @ bm
-        if b is not None:
-            out += b
         ctx.save_for_backward(x, h, w, a, bm, u)
         ctx.scale = scale
         return out.reshape(*x.shape[:-1], w.shape[1])

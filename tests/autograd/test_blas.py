@@ -44,8 +44,8 @@ def test_matmul_equals_numpy_in_every_layout(dtype, layout_a, layout_b):
 @pytest.mark.parametrize("shape", [(1, 5, 4), (6, 1, 4), (6, 5, 1), (1, 1, 1)])
 def test_matmul_with_unit_axes(shape):
     a, b = _pair(np.float64, *shape)
-    np.testing.assert_allclose(blas.matmul(a, b), a @ b, rtol=1e-12)
-    np.testing.assert_allclose(blas.matmul(b.T, a.T), (a @ b).T, rtol=1e-12)
+    np.testing.assert_allclose(blas.matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(blas.matmul(b.T, a.T), (a @ b).T, rtol=1e-12, atol=1e-12)
 
 
 def test_out_accumulate_and_bias():
@@ -56,18 +56,18 @@ def test_out_accumulate_and_bias():
 
     out = start.copy()
     assert blas.matmul(a, b, out=out, accumulate=True) is out
-    np.testing.assert_allclose(out, start + a @ b, rtol=1e-12)
+    np.testing.assert_allclose(out, start + a @ b, rtol=1e-12, atol=1e-12)
 
     out = start.copy()
     assert blas.matmul(a, b, out=out) is out
-    np.testing.assert_allclose(out, a @ b, rtol=1e-12)  # the old contents are overwritten
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)  # the old contents are overwritten
 
-    np.testing.assert_allclose(blas.matmul(a, b, bias=bias), a @ b + bias, rtol=1e-12)
-    np.testing.assert_allclose(blas.matmul(a, b, accumulate=True), a @ b, rtol=1e-12)
+    np.testing.assert_allclose(blas.matmul(a, b, bias=bias), a @ b + bias, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(blas.matmul(a, b, accumulate=True), a @ b, rtol=1e-12, atol=1e-12)
 
     rows = np.zeros((a.shape[0] + 4, b.shape[1]))
     blas.matmul(a, b, out=rows[2:-2])  # a block of rows of a larger array, as the LM head does
-    np.testing.assert_allclose(rows[2:-2], a @ b, rtol=1e-12)
+    np.testing.assert_allclose(rows[2:-2], a @ b, rtol=1e-12, atol=1e-12)
     assert not rows[:2].any() and not rows[-2:].any()
 
     with pytest.raises(ValueError, match="accumulate and bias"):
@@ -79,7 +79,7 @@ def test_out_that_overlaps_an_input_still_gives_the_product():
     square = rng.standard_normal((8, 8))
     expected = square @ square
     blas.matmul(square, square.copy(), out=square)  # NumPy's matmul handles the overlap
-    np.testing.assert_allclose(square, expected, rtol=1e-12)
+    np.testing.assert_allclose(square, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_other_dtypes_and_empty_operands_go_to_numpy():
