@@ -8,7 +8,8 @@ CuPy pool's peak on the GPU), model FLOPs per token (6N + 12 L T d), and the fra
 matrix-product peak (a large float32 matmul measured in the same run) that the step achieves.
 With --compare torch (and PyTorch installed) each framework runs in a process of its own, the
 processes alternating for --rounds rounds, each pinned to the same thread count (OMP, OpenBLAS,
-MKL and torch.set_num_threads); the median round of each is reported, with the ratio. One
+MKL and torch.set_num_threads); the median round of each is reported, with the ratio, and
+each round's ratio of the two processes run back to back (round_ratios_vs_torch). One
 process for both would be unfair: after each BLAS call OpenBLAS's workers keep spinning on the
 other cores, and the other library's threads then fight them for those cores.
 """
@@ -295,8 +296,10 @@ def main():
     cfg = CONFIGS[args.config]
     tokens_per_step = cfg["batch_size"] * cfg["block_size"]
     rounds = {name: [] for name in frameworks}
-    for _ in range(args.rounds):
-        for name in frameworks:  # alternate processes, so both see the same machine state
+    for r in range(args.rounds):
+        # Alternate processes, so both see the same machine state; every other round in the
+        # reverse order, so neither framework always runs right after the other.
+        for name in (frameworks if r % 2 == 0 else frameworks[::-1]):
             rounds[name].append(run_worker(args, name))
     from tinyllm.model import GPT, GPTConfig
 
@@ -307,7 +310,8 @@ def main():
               "dtype": args.dtype, "threads": args.threads, "head": args.head,
               "parameters": n_params,
               "method": f"each framework in its own process, {args.rounds} alternating rounds of "
-                        f"{args.steps} steps after {args.warmup} warm-up; median round",
+                        f"{args.steps} steps after {args.warmup} warm-up, every other round in reverse "
+                        f"order; median round",
               "flops_per_token": flops_per_token, "matmul_peak_gflops": round(peak / 1e9, 1)}
     for name in frameworks:
         per_round = [summarize(r["times"], tokens_per_step) for r in rounds[name]]
@@ -324,6 +328,11 @@ def main():
             suffix = name.removeprefix("ours")
             result["speed_ratio_vs_torch" + suffix] = round(
                 result[name]["tokens_per_s"] / result["torch"]["tokens_per_s"], 3)
+            # Each round's ratio of two processes run back to back: a machine whose speed drifts
+            # over minutes moves both alike, so these scatter less than the medians' ratio.
+            paired = [a / b for a, b in zip(result[name]["tokens_per_s_rounds"],
+                                            result["torch"]["tokens_per_s_rounds"])]
+            result["round_ratios_vs_torch" + suffix] = [round(x, 3) for x in paired]
         result["memory_ratio_vs_torch"] = round(
             result["ours"]["peak_memory_mb"] / result["torch"]["peak_memory_mb"], 3)
     print(json.dumps(result))
