@@ -1,15 +1,20 @@
-"""2-D matrix products through Intel's MKL when it is installed, NumPy's `@` otherwise.
+"""2-D matrix products through Intel's MKL when it is installed on an Intel CPU, NumPy's `@`
+otherwise.
 
-NumPy's wheels carry OpenBLAS. On this project's reference machine (2 Xeon cores with AVX-512)
+NumPy's wheels carry OpenBLAS. On one of this project's machines (2 Xeon cores with AVX-512)
 its single-precision products run 10-15% slower than MKL's on the shapes a GPT makes
 (benchmarks/bench_gemm.py measures both), and the products are most of a training step. MKL
 ships as a plain wheel (`pip install mkl`, the `mkl` extra), so when its runtime library sits in
 this environment the engine calls `cblas_sgemm` / `cblas_dgemm` on it through ctypes: no
 compiler, no build, and the arrays are passed by pointer (ctypes releases the GIL for the call).
+On an AMD EPYC (2 cores, AVX2) MKL was the slower one: products 2-5% (bench_gemm), the default
+training step 17% (bench_train --config small: 2,304 against 2,765 tokens/s, OpenBLAS faster in
+every round). So by default ('auto') MKL is used only where the CPU says GenuineIntel;
+`AUTOGRAD_BLAS=mkl` uses it on any CPU (its absence is then an error), `=numpy` never.
 
 Only NumPy arrays of float32 or float64 in a layout BLAS can read (rows or columns contiguous,
-as a transposed view is) take that path; everything else, and every array when MKL is absent or
-`AUTOGRAD_BLAS=numpy` is set, goes to NumPy. Both give the same result to rounding.
+as a transposed view is) take that path; everything else, and every array when MKL is not used,
+goes to NumPy. Both give the same result to rounding.
 
 MKL's OpenMP workers busy-wait 200 ms after each product by default, holding the other cores
 through the element-wise work in between (the same trouble as OpenBLAS's, see tinyllm/blas_spin);
@@ -55,13 +60,26 @@ def check_choice() -> str:
     return choice
 
 
+def intel_cpu() -> bool:
+    """Whether this CPU is Intel's (Linux's /proc/cpuinfo; True where that cannot be read, as
+    before this check existed: the `mkl` extra installs on Linux only)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return "GenuineIntel" in line
+    except OSError:
+        pass
+    return True
+
+
 def _load():
     """The MKL runtime with its gemm signatures declared, or None (looked for once)."""
     global _lib
     if _lib is None:
         _lib = False
         choice = check_choice()
-        if choice != "numpy":
+        if choice == "mkl" or (choice == "auto" and intel_cpu()):
             os.environ.setdefault(SPIN_VAR, SPIN_DEFAULT)  # read once, when MKL starts
             for path in _candidates():
                 try:

@@ -235,13 +235,15 @@ def worker(args):
 def run_worker(args, framework):
     """Start a fresh process for one framework, its BLAS and OpenMP pools pinned to --threads.
     "ours_numpy_blas" is ours with AUTOGRAD_BLAS=numpy: NumPy's OpenBLAS even where MKL is;
+    "ours_mkl" with AUTOGRAD_BLAS=mkl: MKL on any CPU (by default it is used on Intel's only);
     "ours_one_shard" is ours with each batch on one thread (--shards 1)."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(args.threads)
     shards = [] if args.shards is None else ["--shards", str(args.shards)]
-    if framework == "ours_numpy_blas":
-        env["AUTOGRAD_BLAS"], framework = "numpy", "ours"
+    if framework in ("ours_numpy_blas", "ours_mkl"):
+        env["AUTOGRAD_BLAS"] = "numpy" if framework == "ours_numpy_blas" else "mkl"
+        framework = "ours"
     if framework == "ours_one_shard":
         shards, framework = ["--shards", "1"], "ours"
     if framework == "ours":  # as the tinyllm command runs it (a value you set is kept)
@@ -274,6 +276,9 @@ def main():
     parser.add_argument("--numpy-blas-too", action="store_true",
                         help="also time ours on NumPy's own BLAS (AUTOGRAD_BLAS=numpy), in the "
                              "same alternation: what the mkl extra adds")
+    parser.add_argument("--mkl-too", action="store_true",
+                        help="also time ours on MKL (AUTOGRAD_BLAS=mkl) on any CPU, in the same "
+                             "alternation: what it would give where it is not the default")
     parser.add_argument("--shards", type=int, default=None,
                         help="threads that share each batch (autograd.nn.shards); default: as "
                              "`tinyllm train` decides (2 on 2 or more threads)")
@@ -284,7 +289,7 @@ def main():
     args = parser.parse_args()
     if args.worker:
         return worker(args)
-    frameworks = (["ours"] + ["ours_numpy_blas"] * args.numpy_blas_too
+    frameworks = (["ours"] + ["ours_numpy_blas"] * args.numpy_blas_too + ["ours_mkl"] * args.mkl_too
                   + ["ours_one_shard"] * args.one_shard_too)
     if args.compare == "torch":
         try:

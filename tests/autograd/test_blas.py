@@ -23,6 +23,18 @@ LAYOUTS = {
 }
 
 
+MKL_INSTALLED = any(path.exists() for path in blas._candidates())
+
+
+@pytest.fixture(autouse=True)
+def _mkl_where_installed(monkeypatch):
+    """Where MKL is installed, every test here goes through it, on any CPU (by default it is
+    used on Intel's only); the library is loaded afresh and put back afterwards."""
+    if MKL_INSTALLED:
+        monkeypatch.setenv(blas.ENV_CHOICE, "mkl")
+        monkeypatch.setattr(blas, "_lib", None)
+
+
 def _pair(dtype, m=37, k=29, n=23, seed=0):
     rng = np.random.default_rng(seed)
     return (rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype))
@@ -105,10 +117,29 @@ def test_the_environment_variable_chooses_the_library():
     bad = _probe("openblas")
     assert bad.returncode != 0 and "AUTOGRAD_BLAS='openblas'" in bad.stderr
     forced = _probe("mkl")
-    if any(path.exists() for path in blas._candidates()):
+    if MKL_INSTALLED:
         assert forced.stdout.strip() == "True"
     else:
         assert forced.returncode != 0 and "pip install mkl" in forced.stderr
+
+
+@pytest.mark.parametrize("intel", [True, False])
+def test_auto_uses_mkl_on_intel_cpus_only(monkeypatch, intel):
+    monkeypatch.setenv(blas.ENV_CHOICE, "auto")
+    monkeypatch.setattr(blas, "_lib", None)
+    monkeypatch.setattr(blas, "intel_cpu", lambda: intel)
+    assert blas.using_mkl() == (intel and MKL_INSTALLED)
+    assert blas.library() == ("mkl" if intel and MKL_INSTALLED else "numpy")
+
+
+def test_intel_cpu_reads_the_vendor():
+    assert isinstance(blas.intel_cpu(), bool)
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    if "vendor_id" in text:
+        assert blas.intel_cpu() == ("GenuineIntel" in text)
 
 
 class _CountingMKL:
@@ -124,7 +155,7 @@ class _CountingMKL:
         return call
 
 
-@pytest.mark.skipif(not blas.using_mkl(), reason="needs MKL (pip install mkl)")
+@pytest.mark.skipif(not MKL_INSTALLED, reason="needs MKL (pip install mkl)")
 def test_readable_layouts_go_to_mkl_and_the_rest_to_numpy(monkeypatch):
     counter = _CountingMKL(blas._load())
     monkeypatch.setattr(blas, "_lib", counter)
