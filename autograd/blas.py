@@ -8,9 +8,10 @@ ships as a plain wheel (`pip install mkl`, the `mkl` extra), so when its runtime
 this environment the engine calls `cblas_sgemm` / `cblas_dgemm` on it through ctypes: no
 compiler, no build, and the arrays are passed by pointer (ctypes releases the GIL for the call).
 On an AMD EPYC (2 cores, AVX2) MKL was the slower one: products 2-5% (bench_gemm), the default
-training step 17% (bench_train --config small: 2,304 against 2,765 tokens/s, OpenBLAS faster in
-every round). So by default ('auto') MKL is used only where the CPU says GenuineIntel;
-`AUTOGRAD_BLAS=mkl` uses it on any CPU (its absence is then an error), `=numpy` never.
+training step 8-17% (bench_train --config small, two runs: 3,927 against 4,272 and 2,304 against
+2,765 tokens/s, OpenBLAS faster in every round). So by default ('auto') MKL is used only where
+the CPU says GenuineIntel; `AUTOGRAD_BLAS=mkl` uses it on any CPU (its absence is then an error),
+`=numpy` never.
 
 Only NumPy arrays of float32 or float64 in a layout BLAS can read (rows or columns contiguous,
 as a transposed view is) take that path; everything else, and every array when MKL is not used,

@@ -1,5 +1,7 @@
 """Scoring methods on a hand-made model whose logits are known, and batching on a real GPT."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -138,7 +140,23 @@ def test_completion_joins_with_a_space_and_picks_the_likeliest_ending():
     assert rec[0]["pred"] == int(np.argmax(sums))
 
 
-def test_batched_scoring_is_bit_for_bit_one_by_one_on_a_real_gpt():
+def _equal_to_rounding(a, b):
+    """Equal, floats to float32 rounding. Batched and one-by-one scoring do the same arithmetic
+    on rows of matrices of other sizes, and a BLAS may round a row by what surrounds it:
+    OpenBLAS on an AMD EPYC does (its kernels take the rows in blocks, the last one otherwise);
+    MKL, and OpenBLAS on an AVX-512 Xeon, gave the same bits."""
+    if dataclasses.is_dataclass(a):
+        return type(a) is type(b) and _equal_to_rounding(dataclasses.asdict(a), dataclasses.asdict(b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal_to_rounding(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(map(_equal_to_rounding, a, b))
+    if isinstance(a, float):
+        return a == pytest.approx(b, rel=1e-5, abs=1e-5)
+    return a == b
+
+
+def test_batched_scoring_equals_one_by_one_on_a_real_gpt():
     cfg = GPTConfig(vocab_size=300, block_size=64, n_layer=2, n_head=2, n_embd=32)
     model = GPT(cfg, seed=1)
 
@@ -151,7 +169,9 @@ def test_batched_scoring_is_bit_for_bit_one_by_one_on_a_real_gpt():
     requests += [([5, 6], rng.integers(1, 300, 100).tolist()), ([], list(range(1, 70)))]  # long
     one = LMScorer(model, Tok(), batch_size=1).loglikelihood(requests)
     for batch_size in (5, 40):
-        assert LMScorer(model, Tok(), batch_size=batch_size).loglikelihood(requests) == one
+        batched = LMScorer(model, Tok(), batch_size=batch_size).loglikelihood(requests)
+        assert _equal_to_rounding(batched, one)
+    assert not _equal_to_rounding([one[0].logprob], [one[0].logprob + 1e-3])  # it can fail
     # and the padded computation is the unpadded one up to float32 rounding
     import autograd as ag
 
@@ -176,4 +196,4 @@ def test_letter_method_batched_equals_one_by_one_on_a_real_gpt():
     runs = [evaluate_multiple_choice(LMScorer(model, tok, batch_size=b), MCSet(items),
                                      method=m, resamples=10)[1]
             for m in ("letter", "loglik") for b in (1, 4)]
-    assert runs[0] == runs[1] and runs[2] == runs[3]
+    assert _equal_to_rounding(runs[0], runs[1]) and _equal_to_rounding(runs[2], runs[3])
