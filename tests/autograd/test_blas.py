@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,7 +136,7 @@ def test_auto_uses_mkl_on_intel_cpus_only(monkeypatch, intel):
 def test_intel_cpu_reads_the_vendor():
     assert isinstance(blas.intel_cpu(), bool)
     try:
-        text = open("/proc/cpuinfo").read()
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
         pytest.skip("no /proc/cpuinfo")
     if "vendor_id" in text:
