@@ -432,7 +432,8 @@ class Trainer(ResumableRun):
 
     def _matmul_library(self):
         """What runs the matrix products (speed depends on it): CuPy on a GPU, else MKL when
-        the `mkl` extra is installed (autograd/blas.py), else NumPy's own BLAS."""
+        the `mkl` extra is installed on an Intel CPU or AUTOGRAD_BLAS=mkl asks for it
+        (autograd/blas.py), else NumPy's own BLAS."""
         if self.cfg.device != "cpu":
             return "cupy"
         from autograd import blas

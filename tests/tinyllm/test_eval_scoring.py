@@ -144,7 +144,8 @@ def _equal_to_rounding(a, b):
     """Equal, floats to float32 rounding. Batched and one-by-one scoring do the same arithmetic
     on rows of matrices of other sizes, and a BLAS may round a row by what surrounds it:
     OpenBLAS on an AMD EPYC does (its kernels take the rows in blocks, the last one otherwise);
-    MKL, and OpenBLAS on an AVX-512 Xeon, gave the same bits."""
+    MKL, and OpenBLAS on an AVX-512 Xeon, gave the same bits. (Seen there: at most 1.5e-7 apart
+    on sums of 30-600, 6e-9 relative; a padding or masking mistake moves them by whole units.)"""
     if dataclasses.is_dataclass(a):
         return type(a) is type(b) and _equal_to_rounding(dataclasses.asdict(a), dataclasses.asdict(b))
     if isinstance(a, dict):
@@ -152,7 +153,7 @@ def _equal_to_rounding(a, b):
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(map(_equal_to_rounding, a, b))
     if isinstance(a, float):
-        return a == pytest.approx(b, rel=1e-5, abs=1e-5)
+        return a == pytest.approx(b, rel=1e-6, abs=1e-6)
     return a == b
 
 
@@ -171,7 +172,7 @@ def test_batched_scoring_equals_one_by_one_on_a_real_gpt():
     for batch_size in (5, 40):
         batched = LMScorer(model, Tok(), batch_size=batch_size).loglikelihood(requests)
         assert _equal_to_rounding(batched, one)
-    assert not _equal_to_rounding([one[0].logprob], [one[0].logprob + 1e-3])  # it can fail
+    assert not _equal_to_rounding([one[0].logprob], [one[0].logprob + 1e-4])  # it can fail
     # and the padded computation is the unpadded one up to float32 rounding
     import autograd as ag
 
